@@ -1,0 +1,227 @@
+"""Loading Stable Diffusion 1.5 and IP-Adapter FaceID from local files only (no hub, no network)."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .devices import pick_device, pick_dtype
+from .errors import MissingDependencyError, ModelFileError
+
+log = logging.getLogger("nullface")
+
+CONFIG_DIR = Path(__file__).parent / "configs" / "sd15"
+SD15_HINT = ("Stable Diffusion 1.5: e.g. 'v1-5-pruned-emaonly.safetensors' (4.27 GB) from "
+             "huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5 (CreativeML OpenRAIL-M), "
+             "in ComfyUI/models/checkpoints, or a diffusers folder in ComfyUI/models/diffusers.")
+FACEID_HINT = ("IP-Adapter FaceID for SD1.5: 'ip-adapter-faceid_sd15.bin' (96 MB) from "
+               "huggingface.co/h94/IP-Adapter-FaceID (non-commercial research use, as its InsightFace "
+               "training data), in ComfyUI/models/ipadapter.")
+
+
+@dataclass
+class NullFacePipe:
+    """SD1.5 (UNet, VAE, text encoder, tokenizer) with IP-Adapter FaceID loaded into its UNet."""
+
+    pipeline: Any                      # the diffusers StableDiffusionPipeline that owns the modules
+    device: torch.device
+    dtype: torch.dtype
+    checkpoint: str
+    faceid: str
+    _prompt_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def unet(self):
+        return self.pipeline.unet
+
+    @property
+    def vae(self):
+        return self.pipeline.vae
+
+    @property
+    def scheduler_config(self) -> dict:
+        return dict(self.pipeline.scheduler.config)
+
+    @property
+    def vae_scale(self) -> float:
+        return float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """CLIP text embedding [1, 77, D] of ``prompt`` (cached per prompt)."""
+        if prompt not in self._prompt_cache:
+            tok = self.pipeline.tokenizer
+            ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(self.device)
+            self._prompt_cache[prompt] = self.pipeline.text_encoder(ids)[0].to(self.dtype)
+        return self._prompt_cache[prompt]
+
+    def set_ip_adapter_scale(self, scale: float) -> None:
+        for proc in self.unet.attn_processors.values():
+            if hasattr(proc, "scale") and isinstance(proc.scale, list):
+                proc.scale = [float(scale)] * len(proc.scale)
+
+    def offload(self) -> None:
+        """Move every module to the CPU and free accelerator memory (the handle stays usable)."""
+        self.pipeline.to("cpu")
+        self.device = torch.device("cpu")
+        self._prompt_cache.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _require(path: str | os.PathLike, what: str, hint: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}")
+    return path
+
+
+def read_state_dict(path: Path) -> dict:
+    """Tensors of a .safetensors/.bin/.ckpt/.pt file; a corrupt file gives a ModelFileError."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"'{path}' could not be read ({type(exc).__name__}: {exc}); "
+                             "the file is incomplete or corrupt: download it again.") from exc
+
+
+def _checkpoint_keys(path: Path) -> dict[str, tuple]:
+    """Key -> shape of a single-file checkpoint, without loading tensors when possible."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise ModelFileError(f"checkpoint '{path}' could not be read ({type(exc).__name__}: {exc}); "
+                             f"the file is incomplete or corrupt: download it again. {SD15_HINT}") from exc
+    sd = sd.get("state_dict", sd)
+    return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+
+
+def check_sd15_checkpoint(path: Path) -> None:
+    """Reject single files that are not a 4-channel SD1.x checkpoint, naming what they are."""
+    keys = _checkpoint_keys(path)
+    first = keys.get("model.diffusion_model.input_blocks.0.0.weight")
+    if any(k.startswith("conditioner.embedders.1") for k in keys):
+        raise ModelFileError(f"'{path.name}' is an SDXL checkpoint; NullFace needs Stable Diffusion 1.5. {SD15_HINT}")
+    if first is None:
+        raise ModelFileError(f"'{path.name}' is not a Stable Diffusion checkpoint (no UNet weights found). "
+                             f"{SD15_HINT}")
+    if first[1] != 4:
+        raise ModelFileError(f"'{path.name}' has a {first[1]}-channel UNet (an inpainting or other variant); "
+                             f"NullFace needs the plain 4-channel SD1.5 UNet. {SD15_HINT}")
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        raise ModelFileError(f"'{path.name}' is a Stable Diffusion 2.x checkpoint (OpenCLIP text encoder); "
+                             f"NullFace needs Stable Diffusion 1.5. {SD15_HINT}")
+
+
+def load_sd15(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
+              config_dir: str | os.PathLike | None = None):
+    """A diffusers StableDiffusionPipeline from a diffusers folder or a single .safetensors/.ckpt file.
+
+    Single files use the SD1.5 configs and tokenizer shipped in ``nullface/configs/sd15`` (or ``config_dir``),
+    so nothing is fetched from the hub.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    path = _require(path, "Stable Diffusion 1.5 checkpoint", SD15_HINT)
+    common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file() or not (path / "unet").is_dir():
+            raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). {SD15_HINT}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # torch_dtype vs dtype across diffusers versions
+            pipe = StableDiffusionPipeline.from_pretrained(str(path), feature_extractor=None, **common)
+    else:
+        if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
+            raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {SD15_HINT}")
+        check_sd15_checkpoint(path)
+        cfg = str(config_dir or CONFIG_DIR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = StableDiffusionPipeline.from_single_file(str(path), config=cfg, **common)
+        except (ModelFileError, MissingDependencyError):
+            raise
+        except Exception as exc:
+            raise ModelFileError(f"'{path.name}' could not be loaded as Stable Diffusion 1.5 "
+                                 f"({type(exc).__name__}: {exc}). {SD15_HINT}") from exc
+    unet = pipe.unet
+    if unet.config.in_channels != 4:
+        raise ModelFileError(f"'{path.name}' has a {unet.config.in_channels}-channel UNet (inpainting?); "
+                             f"NullFace needs the plain 4-channel SD1.5 UNet. {SD15_HINT}")
+    if getattr(pipe, "text_encoder_2", None) is not None or unet.config.addition_embed_type is not None:
+        raise ModelFileError(f"'{path.name}' is not an SD1.5 model (SDXL-style conditioning). {SD15_HINT}")
+    return pipe.to(device)
+
+
+def read_faceid(path: str | os.PathLike) -> dict:
+    """The IP-Adapter FaceID state dict as {'image_proj': ..., 'ip_adapter': ...}, checked for the right kind."""
+    path = _require(path, "IP-Adapter FaceID model", FACEID_HINT)
+    raw = read_state_dict(path)
+    if "image_proj" in raw and "ip_adapter" in raw:
+        sd = {"image_proj": dict(raw["image_proj"]), "ip_adapter": dict(raw["ip_adapter"])}
+    else:
+        sd = {"image_proj": {}, "ip_adapter": {}}
+        for k, v in raw.items():
+            head, _, rest = k.partition(".")
+            if head in sd:
+                sd[head][rest] = v
+    proj = sd["image_proj"]
+    if not proj or not sd["ip_adapter"]:
+        raise ModelFileError(f"'{path.name}' is not an IP-Adapter file (no image_proj/ip_adapter weights). "
+                             f"{FACEID_HINT}")
+    if any(k.startswith("perceiver_resampler") for k in proj):
+        raise ModelFileError(f"'{path.name}' is IP-Adapter FaceID Plus; NullFace uses plain FaceID "
+                             f"(ip-adapter-faceid_sd15.bin). {FACEID_HINT}")
+    if "norm.weight" not in proj or "proj.0.weight" not in proj or "proj.2.weight" not in proj:
+        raise ModelFileError(f"'{path.name}' is an IP-Adapter of another kind (image projection keys "
+                             f"{sorted(proj)[:4]}...), not FaceID. {FACEID_HINT}")
+    if proj["proj.0.weight"].shape[1] != 512:
+        raise ModelFileError(f"'{path.name}' expects {proj['proj.0.weight'].shape[1]}-d identity embeddings, "
+                             f"not ArcFace's 512. {FACEID_HINT}")
+    return sd
+
+
+def attach_faceid(pipe, state_dict: dict, name: str = "faceid") -> None:
+    """Load FaceID's image projection, attention weights and LoRA into ``pipe`` through diffusers."""
+    cross = pipe.unet.config.cross_attention_dim
+    width = state_dict["image_proj"]["norm.weight"].shape[0]
+    if width != cross:
+        raise ModelFileError(f"the FaceID adapter '{name}' is built for cross-attention width {width}, but this "
+                             f"UNet has {cross} (SDXL adapter with SD1.5, or the other way round). {FACEID_HINT}")
+    has_lora = any("_lora." in k for k in state_dict["ip_adapter"])
+    if has_lora:
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("IP-Adapter FaceID's LoRA needs the 'peft' package: pip install peft") from None
+    pipe.load_ip_adapter(state_dict, subfolder=None, weight_name=None, image_encoder_folder=None)
+    if has_lora and "faceid_0" not in getattr(pipe.unet, "peft_config", {}):
+        raise ModelFileError(f"the FaceID LoRA in '{name}' was not applied (diffusers/peft versions?); "
+                             "the output would not match the method.")
+
+
+def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, device: str | torch.device = "auto",
+              dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None) -> NullFacePipe:
+    """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling."""
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    faceid_sd = read_faceid(faceid)            # fail fast on a wrong adapter before the big load
+    pipe = load_sd15(checkpoint, dev, dt, config_dir)
+    attach_faceid(pipe, faceid_sd, Path(faceid).name)
+    pipe.to(dev, dt)
+    pipe.set_progress_bar_config(disable=True)
+    log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)
+    return NullFacePipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid))

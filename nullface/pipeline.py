@@ -1,0 +1,128 @@
+"""The method end to end: encode, invert, embed and negate, sample, decode.
+
+Each step is a function of its own (the ComfyUI nodes wrap them one by one);
+``anonymize_face`` chains them for one call.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .denoiser import PipeDenoiser
+from .errors import InputError
+from .identity import FaceEmbedding, FaceModels, IdentityCondition, embed_faces, negate_identities
+from .imageio import check_face_images, check_masks, to_nhwc
+from .inversion import Inversion, invert
+from .masks import latent_mask
+from .models import NullFacePipe
+from .sampler import sample_nullface
+from .schedule import schedule_from_config
+from .settings import NullFaceSettings
+
+log = logging.getLogger("nullface")
+Callback = Optional[Callable[[dict], None]]
+
+
+@torch.no_grad()
+def encode(pipe: NullFacePipe, images) -> torch.Tensor:
+    """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32."""
+    x = check_face_images(to_nhwc(images)).to(pipe.device, pipe.dtype)
+    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
+    return torch.cat(latents).float() * pipe.vae_scale
+
+
+@torch.no_grad()
+def decode(pipe: NullFacePipe, latents: torch.Tensor) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents."""
+    z = latents.to(pipe.device, pipe.dtype) / pipe.vae_scale
+    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
+    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+
+
+def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
+                   callback: Callback = None) -> Inversion:
+    """DDPM inversion of latents on the null path, keeping only the steps sampling will use."""
+    settings.validate()
+    schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
+    denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
+    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
+                  batch=settings.inversion_batch, exact_last_step=settings.exact_last_step,
+                  ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
+
+
+def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None) -> Inversion:
+    """Encode and invert face images: one inversion per image of the batch."""
+    return invert_latents(pipe, encode(pipe, images), settings, callback)
+
+
+def identities_for(face_models: FaceModels, images, settings: NullFaceSettings,
+                   pick: str | int = "largest") -> tuple[list[FaceEmbedding], IdentityCondition]:
+    """ArcFace embedding e of each image's face and its negation c_id = -λ_id·e."""
+    batch = to_nhwc(images)
+    arrays = [(im[..., :3].clamp(0, 1).numpy() * 255).round().astype(np.uint8) for im in batch]
+    embeddings = [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+    return embeddings, negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
+
+
+def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityCondition,
+                   settings: NullFaceSettings, masks=None, callback: Callback = None) -> torch.Tensor:
+    """Dual-path identity guidance from the inversion; ``masks`` [B,H,W] image-size, 1 = anonymize."""
+    settings.validate()
+    b = inversion.batch
+    if len(identity) not in (1, b):
+        raise InputError(f"{len(identity)} identities for {b} inverted images: give one, or one per image")
+    h, w = inversion.image_size
+    m = check_masks(masks, b, (h * 8, w * 8))
+    m = None if m is None else latent_mask(m, (h, w), soft=settings.soft_mask).to(inversion.x0.device)
+    denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
+                            null_scale=inversion.ip_adapter_scale)
+    return sample_nullface(denoiser, inversion.x_start, inversion.zs, inversion.schedule, inversion.t_skip,
+                           settings.lambda_cfg, m, settings.mask_delay, callback)
+
+
+def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
+                   face_models: FaceModels | None = None,
+                   embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
+                   masks=None, callback: Callback = None) -> torch.Tensor:
+    """Anonymize aligned face images in one call; returns [B,H,W,3] float 0..1.
+
+    The identity comes from ``embeddings`` (one per image) or is detected with ``face_models``.
+    ``masks`` (1 = anonymize, 0 = keep) localize the change; None anonymizes the whole image.
+    """
+    settings.validate()
+    batch = to_nhwc(images)
+    if embeddings is None:
+        if face_models is None:
+            raise InputError("give face_models (to detect and embed the face) or precomputed embeddings")
+        _, identity = identities_for(face_models, batch, settings)
+    else:
+        if len(embeddings) != batch.shape[0]:
+            raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
+        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
+    inversion = invert_images(pipe, batch, settings, callback)
+    latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
+    return decode(pipe, latents)
+
+
+def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
+                    masks: Sequence[np.ndarray | None], settings: NullFaceSettings,
+                    callback: Callback = None) -> list[np.ndarray]:
+    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask."""
+    if len(crops) == 0:
+        return []
+    if any(m is None for m in masks) and not all(m is None for m in masks):
+        size = crops[0].shape[:2]
+        masks = [np.ones(size, np.float32) if m is None else m for m in masks]
+    mask_arr = None if all(m is None for m in masks) else np.stack(masks).astype(np.float32)
+    out = anonymize_face(pipe, list(crops), settings, embeddings=list(embeddings), masks=mask_arr,
+                         callback=callback)
+    return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
+
+
+def with_overrides(settings: NullFaceSettings, **changes) -> NullFaceSettings:
+    """A validated copy of ``settings`` with some fields changed."""
+    return replace(settings, **changes).validate()

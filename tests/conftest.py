@@ -1,0 +1,59 @@
+"""Shared fixtures: real photos that ship inside installed packages (never copied into the repo)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The tests never reach the network: make the hub clients fail fast if anything tries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def _insightface_image(name: str) -> Path:
+    from nullface.resources import package_dir
+    return package_dir("insightface") / "data" / "images" / name
+
+
+@pytest.fixture(scope="session")
+def t1_path() -> Path:
+    """insightface's group photo with six faces."""
+    path = _insightface_image("t1.jpg")
+    if not path.is_file():
+        pytest.fail(f"insightface's sample photo is missing: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def t1_image(t1_path) -> np.ndarray:
+    return np.asarray(Image.open(t1_path).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's portrait of Eileen Collins (512x512 RGB)."""
+    from skimage import data
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """Paths of the tiny random-weight models (see tests/tiny_models.py)."""
+    from tests.tiny_models import build_all
+    return build_all(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def pipe(tiny):
+    """The real loader on the tiny diffusers folder + FaceID .bin, on the CPU in float32."""
+    from nullface.models import load_pipe
+    return load_pipe(tiny["sd15"], tiny["faceid_bin"], device="cpu", dtype="fp32")

@@ -1,0 +1,244 @@
+"""The engine on tiny random-weight SD1.5 / FaceID models loaded by the real loaders."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nullface.errors import InputError, ModelFileError
+from nullface.identity import negate_identities
+from nullface.models import load_pipe, read_faceid
+from nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents)
+from nullface.settings import NullFaceSettings
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def faces():
+    rng = np.random.RandomState(0)
+    return rng.randint(0, 256, (2, SIZE, SIZE, 3)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def identity():
+    rng = np.random.RandomState(1)
+    e = rng.randn(2, 512).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+class UNetCounter:
+    """Counts UNet sample-evaluations (a batch of k counts k) through a forward hook."""
+
+    def __init__(self, unet):
+        self.evals = 0
+        self.calls = 0
+        self.handle = unet.register_forward_pre_hook(self.hook)
+
+    def hook(self, module, args):
+        self.calls += 1
+        self.evals += int(args[0].shape[0])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def test_loader_applies_faceid_adapter_and_lora(pipe):
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+    procs = pipe.unet.attn_processors
+    cross = [name for name in procs if name.endswith("attn2.processor")]
+    ip = [name for name, p in procs.items() if isinstance(p, IPAdapterAttnProcessor2_0)]
+    assert ip == cross and len(cross) == 4          # every cross-attention layer carries the identity tokens
+    assert "faceid_0" in pipe.unet.peft_config                                    # the FaceID LoRA
+    assert pipe.unet.encoder_hid_proj is not None
+
+
+def test_bin_and_safetensors_adapters_load_the_same_weights(tiny):
+    a, b = read_faceid(tiny["faceid_bin"]), read_faceid(tiny["faceid_safetensors"])
+    assert a.keys() == b.keys()
+    for part in a:
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k])
+    p = load_pipe(tiny["sd15"], tiny["faceid_safetensors"], device="cpu", dtype="fp32")
+    assert "faceid_0" in p.unet.peft_config
+
+
+def test_wrong_adapter_kinds_are_named(tmp_path, tiny):
+    sd = read_faceid(tiny["faceid_bin"])
+    plus = {"image_proj": {"perceiver_resampler.proj_in.weight": torch.zeros(2, 2), **sd["image_proj"]},
+            "ip_adapter": sd["ip_adapter"]}
+    torch.save(plus, tmp_path / "plus.bin")
+    with pytest.raises(ModelFileError, match="FaceID Plus"):
+        read_faceid(tmp_path / "plus.bin")
+    plain = {"image_proj": {"proj.weight": torch.zeros(3072, 1024), "norm.weight": torch.zeros(768)},
+             "ip_adapter": {"1.to_k_ip.weight": torch.zeros(2, 2)}}
+    torch.save(plain, tmp_path / "ip-adapter_sd15.bin")
+    with pytest.raises(ModelFileError, match="another kind"):
+        read_faceid(tmp_path / "ip-adapter_sd15.bin")
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "other.bin")
+    with pytest.raises(ModelFileError, match="not an IP-Adapter"):
+        read_faceid(tmp_path / "other.bin")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelFileError, match="corrupt"):
+        read_faceid(tmp_path / "broken.safetensors")
+
+
+def test_missing_files_name_file_folder_and_source(tmp_path, tiny):
+    with pytest.raises(ModelFileError) as err:
+        load_pipe(tiny["sd15"], tmp_path / "ipadapter" / "ip-adapter-faceid_sd15.bin", device="cpu")
+    msg = str(err.value)
+    assert "ip-adapter-faceid_sd15.bin" in msg and str(tmp_path / "ipadapter") in msg and "h94/IP-Adapter-FaceID" in msg
+    with pytest.raises(ModelFileError) as err:
+        load_pipe(tmp_path / "v1-5-pruned-emaonly.safetensors", tiny["faceid_bin"], device="cpu")
+    assert "v1-5-pruned-emaonly.safetensors" in str(err.value) and "models/checkpoints" in str(err.value)
+
+
+def plain_reference(pipe, x0, c_id, settings, mask=None):
+    """NullFace written step by step from the paper/SPEC, as the reference runs it:
+    all T inversion steps one by one (batch 1, null identity), z of the last step zeroed,
+    then the cond and null paths as two separate UNet calls per step."""
+    from diffusers import DDIMScheduler
+    sched = DDIMScheduler.from_config(pipe.scheduler_config)
+    sched.set_timesteps(settings.steps)
+    ts = sched.timesteps
+    abar_all = sched.alphas_cumprod
+    T = settings.steps
+    text0 = pipe.encode_prompt("")
+    textc = pipe.encode_prompt(settings.prompt)
+    pipe.set_ip_adapter_scale(settings.ip_adapter_scale)
+
+    def unet(x, t, text, ids):
+        return pipe.unet(x, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [ids[:, None]]}).sample
+
+    def coeffs(t):
+        prev = t - 1000 // T
+        a = abar_all[t]
+        ap = abar_all[prev] if prev >= 0 else sched.final_alpha_cumprod
+        var = (1 - ap) / (1 - a) * (1 - a / ap)
+        return a, ap, var
+
+    def mu(x, eps, t):
+        a, ap, var = coeffs(t)
+        return ap.sqrt() * (x - (1 - a).sqrt() * eps) / a.sqrt() + (1 - ap - var).sqrt() * eps
+
+    g = torch.Generator().manual_seed(settings.seed)
+    xts = [x0] + [None] * T
+    for j in range(1, T + 1):                  # x_{t} for t = 1, 11, ..., 991 (reference's draw order)
+        t = ts[T - j]
+        xts[j] = abar_all[t].sqrt() * x0 + (1 - abar_all[t]).sqrt() * torch.randn(x0.shape, generator=g)
+    zeros = torch.zeros(1, 512)
+    zs = [None] * T
+    for idx in range(T - 1, -1, -1):            # every step, one at a time, used or not
+        t = ts[T - 1 - idx]
+        eps = torch.cat([unet(xts[idx + 1][b:b + 1], t, text0, zeros) for b in range(x0.shape[0])])
+        m = mu(xts[idx + 1], eps, t)
+        zs[idx] = (xts[idx] - m) / coeffs(t)[2].sqrt()
+    zs[0] = torch.zeros_like(zs[0])
+    x = xts[T - settings.t_skip]
+    n = T - settings.t_skip
+    for i, t in enumerate(ts[settings.t_skip:]):
+        eps_c = torch.cat([unet(x[b:b + 1], t, textc, torch.as_tensor(c_id[b:b + 1])) for b in range(x.shape[0])])
+        eps_0 = torch.cat([unet(x[b:b + 1], t, text0, zeros) for b in range(x.shape[0])])
+        eps = eps_0 + settings.lambda_cfg * (eps_c - eps_0)
+        if mask is not None and i >= settings.mask_delay:
+            eps = (1 - mask) * eps_0 + mask * eps
+        x = mu(x, eps, t) + coeffs(t)[2].sqrt() * zs[n - 1 - i]
+    return x
+
+
+@torch.no_grad()
+def test_optimized_path_equals_plain_reference(pipe, faces, identity):
+    s = NullFaceSettings()
+    cond = negate_identities(list(identity), s.lambda_id).vectors
+    x0 = encode(pipe, faces)
+    m = torch.ones(2, SIZE, SIZE)
+    m[:, 20:40, 10:30] = 0                     # keep a region
+    mlat = (torch.nn.functional.interpolate((m >= 0.5).float()[:, None], size=(8, 8), mode="nearest"))
+    want = plain_reference(pipe, x0, cond, s, mask=mlat)
+    inv = invert_latents(pipe, x0, s)
+    got = sample_latents(pipe, inv, negate_identities(list(identity), s.lambda_id), s, masks=m)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+@torch.no_grad()
+def test_defaults_spend_89_unet_evaluations_per_face(pipe, faces, identity):
+    with UNetCounter(pipe.unet) as count:
+        anonymize_face(pipe, faces[:1], NullFaceSettings(), embeddings=[identity[0]])
+    assert count.evals == 29 + 30 * 2
+    assert count.calls == 4 + 30                # inversion in batches of 8, one dual call per step
+    with UNetCounter(pipe.unet) as count:
+        anonymize_face(pipe, faces, NullFaceSettings(), embeddings=list(identity))
+    assert count.evals == 2 * 89
+
+
+@torch.no_grad()
+def test_null_path_returns_the_input_latents(pipe, faces, identity):
+    s = NullFaceSettings(exact_last_step=True)
+    x0 = encode(pipe, faces)
+    inv = invert_latents(pipe, x0, s)
+    cid = negate_identities(list(identity))
+    out = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0))
+    assert torch.allclose(out, x0, atol=1e-5)
+    out = sample_latents(pipe, inv, cid, replace(s, mask_delay=0), masks=np.zeros((2, SIZE, SIZE), np.float32))
+    assert torch.allclose(out, x0, atol=1e-5)
+    # a different adapter scale on the conditional path keeps the null path exact
+    out = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0, ip_adapter_scale=0.5))
+    assert torch.allclose(out, x0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_t_skip_equal_to_steps_changes_nothing(pipe, faces, identity):
+    s = NullFaceSettings(t_skip=100)
+    out = anonymize_face(pipe, faces, s, embeddings=list(identity))
+    assert torch.equal(out, decode(pipe, encode(pipe, faces)))
+
+
+@torch.no_grad()
+def test_guidance_with_full_mask_changes_the_result(pipe, faces, identity):
+    s = NullFaceSettings()
+    inv = invert_images(pipe, faces, s)
+    cid = negate_identities(list(identity))
+    null = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0))
+    full = sample_latents(pipe, inv, cid, s, masks=np.ones((2, SIZE, SIZE), np.float32))
+    assert (full - null).abs().max() > 1e-3
+    assert torch.allclose(full, sample_latents(pipe, inv, cid, s), atol=1e-6)
+    prompt = sample_latents(pipe, inv, cid, replace(s, prompt="an elderly man"))
+    assert (prompt - full).abs().max() > 1e-4
+
+
+@torch.no_grad()
+def test_same_seed_same_output_new_seed_new_output(pipe, faces, identity):
+    s = NullFaceSettings(steps=20, t_skip=14)
+    a = anonymize_face(pipe, faces[:1], s, embeddings=[identity[0]])
+    b = anonymize_face(pipe, faces[:1], s, embeddings=[identity[0]])
+    c = anonymize_face(pipe, faces[:1], replace(s, seed=1), embeddings=[identity[0]])
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_bad_inputs_get_clear_errors(pipe, faces, identity):
+    s = NullFaceSettings(steps=10, t_skip=8)
+    e = [identity[0]]
+    cases = [
+        (faces[:1, :, :, :1], "grayscale"),
+        (np.concatenate([faces[:1], faces[:1, :, :, :1]], -1), "RGBA"),
+        (faces[:1, :, :48], "square"),
+        (faces[:1, :32, :32], "too small"),
+        (np.full((1, SIZE, SIZE, 3), np.nan, np.float32), "NaN"),
+        (np.zeros((0, SIZE, SIZE, 3), np.uint8), "empty"),
+        (np.zeros((1, 68, 68, 3), np.uint8), "multiples of 8"),
+    ]
+    for image, words in cases:
+        with pytest.raises(InputError, match=words):
+            anonymize_face(pipe, image, s, embeddings=e)
+    with pytest.raises(InputError, match="mask is 32x32"):
+        anonymize_face(pipe, faces[:1], s, embeddings=e, masks=np.ones((32, 32), np.float32))
+    with pytest.raises(InputError, match="t_skip"):
+        anonymize_face(pipe, faces[:1], NullFaceSettings(t_skip=101), embeddings=e)
+    with pytest.raises(InputError, match="512 finite"):
+        anonymize_face(pipe, faces[:1], s, embeddings=[np.full(512, np.nan, np.float32)])
