@@ -88,3 +88,24 @@ def models_dir() -> str | None:
         return folder_paths.models_dir
     except Exception:
         return None
+
+
+def free_comfy_memory(models: bool = True) -> None:
+    """Ask ComfyUI to unload its own models (our pipeline lives outside its model management)."""
+    try:
+        import comfy.model_management as mm
+    except Exception:
+        return
+    if models:
+        mm.unload_all_models()
+    mm.soft_empty_cache()
+
+
+def step_callback(total: int):
+    """An engine callback: moves the progress bar per step and stops on Cancel."""
+    bar = progress(total)
+
+    def callback(info: dict) -> None:
+        check_interrupt()
+        bar(1)
+    return callback

@@ -16,7 +16,7 @@ class PipeDenoiser:
 
     def __init__(self, pipe, identities: np.ndarray | None = None, prompt: str = "",
                  cond_scale: float = 1.0, null_scale: float = 1.0):
-        self.pipe = pipe
+        self.pipe = pipe.ready()
         self.text_null = pipe.encode_prompt("")
         self.text_cond = pipe.encode_prompt(prompt)
         self.c_id = None if identities is None else torch.as_tensor(np.asarray(identities, np.float32))

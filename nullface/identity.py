@@ -157,3 +157,31 @@ def negate_identities(embeddings: Sequence[FaceEmbedding | np.ndarray], lambda_i
 def null_identity(batch: int) -> np.ndarray:
     """∅: the reference's null identity, a zero 512-vector (still passed through the adapter)."""
     return np.zeros((batch, EMBED_DIM), np.float32)
+
+
+def load_face_models(insightface_root: str | Path | None = None, name: str = "buffalo_l", *,
+                     detector: str = "auto", providers: Sequence[str] | str | None = None,
+                     score_threshold: float = 0.5, min_size: int = 0) -> FaceModels:
+    """The face detector and ArcFace from an insightface root (``root/models/buffalo_l``).
+
+    ``detector``: ``insightface`` (SCRFD, det_10g.onnx), ``dlib`` (offline fallback), or ``auto``
+    (SCRFD when buffalo_l is there, else dlib). Without buffalo_l there is no ArcFace: detection works,
+    identity embedding does not, and says so.
+    """
+    from .detect import make_detector
+    folder = None
+    if insightface_root is not None:
+        try:
+            folder = find_buffalo(insightface_root, name)
+        except ModelFileError:
+            if detector == "insightface":
+                raise
+    det = make_detector(detector, model_dir=folder, providers=providers, score_threshold=score_threshold,
+                        min_size=min_size)
+    arcface = None
+    if folder is not None and (folder / "w600k_r50.onnx").is_file():
+        arcface = ArcFace(folder / "w600k_r50.onnx", providers)
+    elif folder is None:
+        log.warning("no '%s' pack under %s: faces can be detected (%s) but not embedded. %s",
+                    name, insightface_root, det.name, BUFFALO_HINT)
+    return FaceModels(detector=det, arcface=arcface, source=str(folder or ""))

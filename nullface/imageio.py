@@ -34,7 +34,7 @@ def to_nhwc(images) -> torch.Tensor:
             arr = arr[..., None]
         if arr.ndim == 3:
             arr = arr[None]
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.array(arr))                            # a writable copy
         t = t.float() / 255.0 if arr.dtype == np.uint8 else t.float()
     elif isinstance(images, torch.Tensor):
         t = images.float()

@@ -88,7 +88,8 @@ def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip:
             a, ap, s = schedule.abar[k].to(dev), schedule.abar_prev[k].to(dev), schedule.sigma[k].to(dev)
             mu = posterior_mean(xs[k], e, a, ap, s)
             zs[k - k0] = (xs[k + 1] - mu) / s
-        if callback is not None:
-            callback({"phase": "invert", "done": start + len(ks), "total": len(needed)})
+        if callback is not None:                      # one tick per inverted step
+            for j in range(len(ks)):
+                callback({"phase": "invert", "done": start + j + 1, "total": len(needed)})
     return Inversion(x0=x0, x_start=xs[k0], zs=zs, schedule=schedule, t_skip=t_skip, seed=seed,
                      ip_adapter_scale=ip_adapter_scale, image_size=tuple(x0.shape[-2:]), unet_evals=evals)

@@ -66,13 +66,24 @@ class NullFacePipe:
             if hasattr(proc, "scale") and isinstance(proc.scale, list):
                 proc.scale = [float(scale)] * len(proc.scale)
 
+    offloaded: bool = False
+
     def offload(self) -> None:
-        """Move every module to the CPU and free accelerator memory (the handle stays usable)."""
+        """Move every module to the CPU and free accelerator memory; ``ready`` moves them back."""
+        if self.device.type == "cpu" or self.offloaded:
+            return
         self.pipeline.to("cpu")
-        self.device = torch.device("cpu")
+        self.offloaded = True
         self._prompt_cache.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def ready(self) -> "NullFacePipe":
+        """Make sure the modules sit on ``device`` again after an ``offload``."""
+        if self.offloaded:
+            self.pipeline.to(self.device)
+            self.offloaded = False
+        return self
 
 
 def _require(path: str | os.PathLike, what: str, hint: str) -> Path:

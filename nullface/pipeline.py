@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .denoiser import PipeDenoiser
-from .errors import InputError
+from .errors import FaceFailedError, InputError
 from .identity import FaceEmbedding, FaceModels, IdentityCondition, embed_faces, negate_identities
 from .imageio import check_face_images, check_masks, to_nhwc
 from .inversion import Inversion, invert
@@ -30,7 +30,7 @@ Callback = Optional[Callable[[dict], None]]
 @torch.no_grad()
 def encode(pipe: NullFacePipe, images) -> torch.Tensor:
     """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.device, pipe.dtype)
+    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, pipe.dtype)
     latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
     return torch.cat(latents).float() * pipe.vae_scale
 
@@ -38,7 +38,7 @@ def encode(pipe: NullFacePipe, images) -> torch.Tensor:
 @torch.no_grad()
 def decode(pipe: NullFacePipe, latents: torch.Tensor) -> torch.Tensor:
     """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents."""
-    z = latents.to(pipe.device, pipe.dtype) / pipe.vae_scale
+    z = latents.to(pipe.ready().device, pipe.dtype) / pipe.vae_scale
     out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
     return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
@@ -126,3 +126,69 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
 def with_overrides(settings: NullFaceSettings, **changes) -> NullFaceSettings:
     """A validated copy of ``settings`` with some fields changed."""
     return replace(settings, **changes).validate()
+
+
+def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
+                    audit=None, max_tries: int = 1, callback: Callback = None):
+    """The diffusion engine as a ``nullface.photo`` anonymizer: ``f(image, crops) -> results``.
+
+    Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
+    of one call run as one batch. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
+    that is still re-identified is retried with stronger settings up to ``max_tries`` in all
+    (``nullface.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
+    photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
+    """
+    from .audit import anonymize_with_audit
+    if face_models is None or face_models.arcface is None:
+        from .identity import BUFFALO_HINT
+        from .errors import ModelFileError
+        raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
+
+    def run(image: np.ndarray, crops: list) -> list:
+        results: list = [None] * len(crops)
+        ok, vectors = [], []
+        for i, c in enumerate(crops):
+            try:
+                vectors.append(face_models.arcface.embed(image, c.face.kps))
+                ok.append(i)
+            except Exception as exc:            # this face fails; the others go on
+                results[i] = exc
+        if ok:
+            outs = anonymize_crops(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
+                                   settings, callback)
+            for i, o in zip(ok, outs):
+                results[i] = o
+        if audit is None:
+            return results
+        for i, vec in zip(ok, vectors):
+            c, first = crops[i], results[i]
+
+            def attempt(s, c=c, vec=vec, first=first):
+                if s is settings:
+                    return first
+                return anonymize_crops(pipe, [c.image], [vec], [c.mask], s, callback)[0]
+
+            checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries)
+            run.audits.append(checked)
+            results[i] = checked.result if checked.passed else FaceFailedError(
+                f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"
+                if checked.tries and checked.tries[-1].audit is not None else "the re-identification audit failed")
+        return results
+
+    run.audits = []
+    return run
+
+
+def crop_audit(recognizers):
+    """An audit for ``crop_anonymizer``: compares the original and anonymized crop of one face."""
+    from .audit import audit_face
+    from .detect import DetectedFace
+
+    def audit(original: np.ndarray, result: np.ndarray, crop) -> object:
+        f = crop.face
+        lm = None if f.landmarks68 is None else crop.to_crop(f.landmarks68).astype(np.float32)
+        corners = crop.to_crop(np.array([[f.bbox[0], f.bbox[1]], [f.bbox[2], f.bbox[3]]]))
+        box = np.array([*corners.min(0), *corners.max(0)], np.float32)
+        face = DetectedFace(box, f.score, crop.to_crop(f.kps).astype(np.float32), lm, f.backend)
+        return audit_face(original, result, face, recognizers)
+    return audit

@@ -29,6 +29,11 @@ class NullFaceSettings:
         """Number of denoising steps that run: T - T_skip."""
         return self.steps - self.t_skip
 
+    @property
+    def inversion_steps(self) -> int:
+        """UNet evaluations per image spent by the inversion: the used steps, less the zeroed last one."""
+        return max(0, self.sample_steps - (0 if self.exact_last_step else 1))
+
     def validate(self) -> "NullFaceSettings":
         if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
             raise InputError(f"steps must be an integer in 1..1000, got {self.steps!r}")

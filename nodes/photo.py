@@ -1,0 +1,203 @@
+"""Whole-photo nodes: detect every face, crop, region masks, paste back, and Anonymize Photo in one node."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nullface.crop import paste_face
+from nullface.photo import PhotoOptions, anonymize_photo, detect_batch, prepare_crop
+from nullface.pipeline import crop_anonymizer, crop_audit
+from nullface.regions import REGIONS, region_mask
+from nullface.settings import NullFaceSettings
+
+from ._common import (AUDIT, CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
+                      numpy_to_images, step_callback)
+from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
+
+CROPS = "NULLFACE_CROPS"
+CAT = f"{CATEGORY}/photo"
+NO_FACE = (["error", "pass"], {"default": "error", "tooltip": "An image without faces: stop with an error naming "
+                                                                "it, or pass it through (reported)."})
+ON_FAILURE = (["error", "blur", "pixelate", "keep"], {
+    "default": "error", "tooltip": "A face found but not anonymized: stop with an error (nothing is output), "
+                                   "blur or pixelate that face, or keep it unchanged with a loud warning."})
+CROP_SIZE = ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
+                     "tooltip": "Size of the aligned face crops (512 = what SD1.5 and the paper use)."})
+
+
+class NullFaceDetectFaces:
+    """Every face in each image (boxes, landmarks), with the detector of the face models."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
+                             "image": ("IMAGE", {"tooltip": "Photos of any size, one or a batch."}),
+                             "on_no_face": NO_FACE}}
+
+    RETURN_TYPES = (FACES, "INT")
+    RETURN_NAMES = ("faces", "count")
+    FUNCTION = "detect"
+    CATEGORY = CAT
+
+    def detect(self, face_models, image, on_no_face):
+        faces = detect_batch(images_to_numpy(image), face_models.detector, on_no_face)
+        return (faces, faces.count())
+
+
+class NullFaceCropFaces:
+    """Aligned square crops of every detected face (a batch of all faces of all images)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE", {"tooltip": "The images the faces were detected in."}),
+                             "faces": (FACES, {"tooltip": "From 'NullFace Detect Faces'."}),
+                             "crop_size": CROP_SIZE,
+                             "zoom": ("FLOAT", {"default": 1.3, "min": 0.8, "max": 3.0, "step": 0.05,
+                                                "tooltip": "Framing: larger shows more around the face."})}}
+
+    RETURN_TYPES = ("IMAGE", CROPS)
+    RETURN_NAMES = ("crops", "crop_info")
+    FUNCTION = "crop"
+    CATEGORY = CAT
+
+    def crop(self, image, faces, crop_size, zoom):
+        arrays = images_to_numpy(image)
+        if len(arrays) != len(faces.faces):
+            raise ValueError(f"{len(arrays)} images but faces for {len(faces.faces)}: use the same batch")
+        opts = PhotoOptions(crop_size=crop_size, zoom=zoom).validate()
+        crops = [(i, prepare_crop(a, f, opts)) for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
+        if not crops:
+            raise ValueError("no faces to crop: every image was passed through without a face")
+        return (numpy_to_images([c.image for _, c in crops]), crops)
+
+
+class NullFaceFaceRegionMask:
+    """Masks of facial regions (from landmarks) for each crop: white = the ticked regions."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = {"crop_info": (CROPS, {"tooltip": "From 'NullFace Crop Faces'."})}
+        req.update({r: ("BOOLEAN", {"default": r in ("eyes", "mouth"), "tooltip": f"Include the {r}."})
+                    for r in REGIONS})
+        req["grow"] = ("INT", {"default": 0, "min": -128, "max": 128, "tooltip": "Grow (+) / shrink (-), pixels."})
+        req["feather"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 128.0, "step": 0.5,
+                                    "tooltip": "Blur radius, pixels."})
+        return {"required": req}
+
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+    FUNCTION = "mask"
+    CATEGORY = CAT
+    DESCRIPTION = "Feed it to 'NullFace Region Mask' with mask_means = keep to keep these regions visible."
+
+    def mask(self, crop_info, grow, feather, **regions):
+        names = [r for r in REGIONS if regions.get(r)]
+        if not names:
+            raise ValueError("tick at least one region")
+        out = []
+        for _, c in crop_info:
+            lm = c.face.landmarks68 if c.face.landmarks68 is not None else c.face.kps
+            out.append(region_mask(c.to_crop(lm), (c.size, c.size), names, grow, feather))
+        return (torch.from_numpy(np.stack(out)),)
+
+
+class NullFacePasteFaces:
+    """Pastes anonymized crops back with a feathered seam; pixels outside the faces stay identical."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE", {"tooltip": "The original images."}),
+                             "crop_info": (CROPS, {"tooltip": "From 'NullFace Crop Faces'."}),
+                             "anonymized_crops": ("IMAGE", {"tooltip": "The crops after anonymization, same order."})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "paste"
+    CATEGORY = CAT
+
+    def paste(self, image, crop_info, anonymized_crops):
+        arrays = images_to_numpy(image)
+        results = images_to_numpy(anonymized_crops)
+        if len(results) != len(crop_info):
+            raise ValueError(f"{len(results)} anonymized crops for {len(crop_info)} faces")
+        for (idx, c), r in sorted(zip(crop_info, results), key=lambda x: x[0][1].face.area):
+            if r.shape != c.image.shape:
+                raise ValueError(f"an anonymized crop is {r.shape[1]}x{r.shape[0]}, expected {c.size}x{c.size}")
+            arrays[idx] = paste_face(arrays[idx], c, r)
+        return (numpy_to_images(arrays),)
+
+
+class NullFaceAnonymizePhoto:
+    """Every face of each photo anonymized with its own identity, pasted back; fails closed."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
+               "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (detector + ArcFace)."}),
+               "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
+               "keep": ("STRING", {"default": "eyes,mouth",
+                                   "tooltip": "Regions each face keeps visible, comma separated: eyes, brows, nose, "
+                                              "mouth, skin, face. Empty = anonymize the whole face."}),
+               "on_failure": ON_FAILURE, "on_no_face": NO_FACE,
+               "steps": STEPS, "t_skip": T_SKIP, "lambda_cfg": LAMBDA_CFG, "lambda_id": LAMBDA_ID,
+               "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}
+        return {"required": req,
+                "optional": {"keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
+                             "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
+                                                     "tooltip": "0: no audit. N: check each face with dlib's "
+                                                                "recognizer and retry with stronger settings up to "
+                                                                "N tries; a face still recognized then fails."}),
+                             "grow": ("INT", {"default": 0, "min": -64, "max": 64,
+                                              "tooltip": "Grow (+) / shrink (-) the kept regions, crop pixels."}),
+                             "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 64.0, "step": 0.5,
+                                                   "tooltip": "Feather the kept regions (crop pixels)."})}}
+
+    RETURN_TYPES = ("IMAGE", "STRING", "INT")
+    RETURN_NAMES = ("image", "report", "faces_anonymized")
+    FUNCTION = "anonymize"
+    CATEGORY = CATEGORY
+
+    def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
+                  lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
+                  feather=0.0):
+        from nullface.regions import parse_regions
+        s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
+                             ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed).validate()
+        opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), grow=grow, feather=feather,
+                            on_failure=on_failure, on_no_face=on_no_face).validate()
+        arrays = images_to_numpy(image)
+        keeps = masks_to_numpy(keep_mask, len(arrays))
+        audit = None
+        if audit_tries:
+            from nullface.audit import DlibRecognizer
+            audit = crop_audit([DlibRecognizer()])
+        cb = step_callback(s.inversion_steps + s.sample_steps)
+        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
+                              callback=lambda info: cb(info))
+        outs, lines, total = [], [], 0
+        for i, (a, k) in enumerate(zip(arrays, keeps)):
+            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
+            outs.append(res.image)
+            total += res.anonymized
+            lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
+                         + (" (no face: passed through)" if res.found == 0 else ""))
+            lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
+                      + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+        _release(pipe)
+        return (numpy_to_images(outs), "\n".join(lines), total)
+
+
+NODE_CLASS_MAPPINGS = {
+    "NullFaceDetectFaces": NullFaceDetectFaces,
+    "NullFaceCropFaces": NullFaceCropFaces,
+    "NullFaceFaceRegionMask": NullFaceFaceRegionMask,
+    "NullFacePasteFaces": NullFacePasteFaces,
+    "NullFaceAnonymizePhoto": NullFaceAnonymizePhoto,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "NullFaceDetectFaces": "NullFace Detect Faces",
+    "NullFaceCropFaces": "NullFace Crop Faces",
+    "NullFaceFaceRegionMask": "NullFace Face Region Mask (landmarks)",
+    "NullFacePasteFaces": "NullFace Paste Faces",
+    "NullFaceAnonymizePhoto": "NullFace Anonymize Photo (all faces)",
+}

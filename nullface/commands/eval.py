@@ -1,0 +1,89 @@
+"""``python -m nullface eval ORIGINALS ANONYMIZED [-o OUTDIR]``: the paper's Table 1 for two folders."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger("nullface")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "eval", help="re-identification, attribute and background metrics of anonymized images",
+        description="Pair the images of ORIGINALS and ANONYMIZED by relative path (extension ignored, then by "
+                    "unique file name), detect faces on each original with dlib and report Re-ID %% per recognizer, "
+                    "expression / eye-openness / mouth / head-pose distances and background PSNR / SSIM. "
+                    "Writes eval.csv, eval.json and contact_sheet.png into OUTDIR.")
+    p.add_argument("originals", type=Path, help="folder of original images")
+    p.add_argument("anonymized", type=Path, help="folder of anonymized images (same relative names)")
+    p.add_argument("-o", "--outdir", type=Path, default=None,
+                   help="where to write eval.csv, eval.json and contact_sheet.png (default: ANONYMIZED/../eval)")
+    p.add_argument("--insightface-root", type=Path, default=None,
+                   help="insightface root holding models/buffalo_l: adds ArcFace (w600k_r50) as a second recognizer")
+    p.add_argument("--largest-only", action="store_true", help="evaluate only the largest face of each image")
+    p.add_argument("--margin", type=float, default=0.25,
+                   help="grow each face box by this fraction per side before measuring the background (default 0.25)")
+    p.add_argument("--max-rows", type=int, default=24, help="pairs shown in contact_sheet.png (default 24)")
+    p.add_argument("--thumb", type=int, default=160, help="thumbnail cell size in pixels (default 160)")
+    p.add_argument("--amplify", type=float, default=8.0, help="difference amplification in the sheet (default 8)")
+    p.set_defaults(run=run)
+    return p
+
+
+def _recognizers(args, landmarker) -> list:
+    from ..audit import ArcFaceRecognizer, DlibRecognizer
+    recs = [DlibRecognizer(landmarker)]
+    if args.insightface_root is not None:
+        from ..errors import ModelFileError
+        from ..identity import ArcFace, find_buffalo
+        try:
+            folder = find_buffalo(args.insightface_root)
+            recs.append(ArcFaceRecognizer(ArcFace(folder / "w600k_r50.onnx")))
+        except ModelFileError as exc:
+            print(f"warning: ArcFace is skipped: {exc}")
+    return recs
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..audit import DlibLandmarker, default_detector
+    from ..errors import NullFaceError
+    from ..evaluate import contact_sheet, evaluate_folders, format_table, write_csv
+
+    if not 32 <= args.thumb <= 512 or args.max_rows < 0 or not 0 <= args.margin <= 2 or args.amplify <= 0:
+        print("error: --thumb must be 32..512, --max-rows >= 0, --margin 0..2 and --amplify > 0")
+        return 2
+    try:
+        landmarker = DlibLandmarker(68)
+        recognizers = _recognizers(args, landmarker)
+        report = evaluate_folders(args.originals, args.anonymized, default_detector(), recognizers,
+                                  landmarker, margin=args.margin, largest_only=args.largest_only,
+                                  thumb=args.thumb, max_rows=args.max_rows, amplify=args.amplify)
+    except NullFaceError as exc:
+        print(f"error: {exc}")
+        return 2
+    pairing = report.pairing
+    if not pairing.pairs:
+        print(f"error: no image of '{args.originals}' has a counterpart in '{args.anonymized}' "
+              "(pairs are matched by relative path or file name, extension ignored)")
+        return 2
+    for key in pairing.missing:
+        print(f"warning: no anonymized copy of {key}")
+    for key in pairing.extra:
+        print(f"warning: {key} in the anonymized folder has no original")
+
+    outdir = args.outdir or (args.anonymized.resolve().parent / "eval")
+    outdir.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(outdir / "eval.csv", report.results, report.summary)
+    (outdir / "eval.json").write_text(json.dumps(
+        {"summary": report.summary.to_dict(), "pairs": [r.to_dict() for r in report.results]},
+        indent=1, allow_nan=False), encoding="utf-8")
+    sheet = outdir / "contact_sheet.png"
+    Image.fromarray(contact_sheet(report.sheet_rows)).save(sheet)
+
+    print(format_table(report.summary))
+    print(f"wrote {csv_path}, {outdir / 'eval.json'} and {sheet}")
+    return 0 if report.summary.errors == 0 else 1
