@@ -183,6 +183,11 @@ class NullFaceAnonymizePhoto:
                          + (" (no face: passed through)" if res.found == 0 else ""))
             lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
                       + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+            for k, checked in enumerate(run.audits):
+                last = checked.tries[-1].audit if checked.tries else None
+                lines.append(f"  audit {k}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
+                             f"try(s)" + (f": {last.summary()}" if last is not None else ""))
+            run.audits.clear()
         _release(pipe)
         return (numpy_to_images(outs), "\n".join(lines), total)
 

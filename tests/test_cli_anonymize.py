@@ -118,3 +118,29 @@ def test_globs_keep_structure(tmp_path):
     assert sorted(str(r) for _, r in found) == ["b/y.png", "x.jpg"]
     found = collect_inputs([str(tmp_path / "a")])
     assert sorted(str(r) for _, r in found) == ["b/y.png", "x.jpg"]
+
+
+def test_audit_retries_then_fails_closed(tiny, astronaut, tmp_path):
+    """With --audit, a face dlib still recognizes is retried, then the failure policy applies.
+
+    A threshold of 10 makes dlib call every pair the same person, so every try fails; 0 passes at once.
+    """
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    out = tmp_path / "out"
+    code = run_cli(tiny, src, out, "--audit", "--max-tries", "2", "--on-failure", "pixelate",
+                   "--audit-threshold", "10")
+    entry = json.loads((out / "report.json").read_text())["files"]["a.png"]
+    audits = entry["audit"]
+    assert audits and all(len(a["tries"]) == 2 and not a["passed"] for a in audits)
+    tries = audits[0]["tries"]
+    assert tries[1]["settings"]["seed"] == tries[0]["settings"]["seed"] + 1
+    assert tries[1]["settings"]["lambda_cfg"] > tries[0]["settings"]["lambda_cfg"]
+    assert tries[0]["audit"]["results"][0]["recognizer"] == "dlib"
+    assert entry["failed"] == len(audits) and all(f["policy"] == "pixelate" for f in entry["faces"])
+    assert code == 1 and (out / "a.png").is_file()
+    out2 = tmp_path / "out2"
+    assert run_cli(tiny, src, out2, "--audit", "--max-tries", "3", "--audit-threshold", "0") == 0
+    entry = json.loads((out2 / "report.json").read_text())["files"]["a.png"]
+    assert all(a["passed"] and len(a["tries"]) == 1 for a in entry["audit"]) and entry["failed"] == 0

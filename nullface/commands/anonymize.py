@@ -60,6 +60,8 @@ def add_parser(sub) -> None:
     f.add_argument("--audit", action="store_true", help="re-identification audit with dlib's recognizer; "
                                                          "faces still recognized are retried, then fail")
     f.add_argument("--max-tries", type=int, default=3, help="tries per face with --audit (default 3)")
+    f.add_argument("--audit-threshold", type=float, default=0.6,
+                   help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     p.set_defaults(run=run)
 
 
@@ -138,7 +140,7 @@ def build_anonymizer(args):
     audit = None
     if args.audit:
         from ..audit import DlibRecognizer
-        audit = crop_audit([DlibRecognizer()])
+        audit = crop_audit([DlibRecognizer(threshold=args.audit_threshold)])
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries), faces.detector
 
 
@@ -182,6 +184,9 @@ def run(args, anonymizer=None, detector=None) -> int:
                 res = anonymize_photo(image, detector, anonymizer, options, name=key)
                 entry.update(faces_found=res.found, anonymized=res.anonymized, failed=res.failed,
                              faces=[f.to_dict() for f in res.faces])
+                if getattr(anonymizer, "audits", None) is not None:      # --audit: every try of every face
+                    entry["audit"] = [a.to_dict() for a in anonymizer.audits]
+                    anonymizer.audits.clear()
                 if res.found == 0:
                     entry["status"] = "passed"                  # no face, passed through (policy 'pass')
                 else:
