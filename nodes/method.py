@@ -5,7 +5,7 @@ import torch
 
 from nullface import masks as M
 from nullface.identity import negate_identities
-from nullface.pipeline import (anonymize_face, decode, identities_for, invert_images, sample_latents)
+from nullface.pipeline import anonymize_face, decode, embed_images, invert_images, sample_latents
 from nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, step_callback)
@@ -59,8 +59,7 @@ class NullFaceEmbedding:
     CATEGORY = f"{CATEGORY}/method"
 
     def embed(self, face_models, image, pick, face_index):
-        embeddings, _ = identities_for(face_models, image, D, pick if pick == "largest" else face_index)
-        return (embeddings,)
+        return (embed_images(face_models, image, pick if pick == "largest" else face_index),)
 
 
 class NullFaceNegateIdentity:

@@ -59,12 +59,17 @@ def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callba
     return invert_latents(pipe, encode(pipe, images), settings, callback)
 
 
+def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
+    """ArcFace embedding e of the chosen face of each image (an image without one is named in the error)."""
+    batch = to_nhwc(images)
+    arrays = [(im[..., :3].clamp(0, 1).numpy() * 255).round().astype(np.uint8) for im in batch]
+    return [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+
+
 def identities_for(face_models: FaceModels, images, settings: NullFaceSettings,
                    pick: str | int = "largest") -> tuple[list[FaceEmbedding], IdentityCondition]:
     """ArcFace embedding e of each image's face and its negation c_id = -λ_id·e."""
-    batch = to_nhwc(images)
-    arrays = [(im[..., :3].clamp(0, 1).numpy() * 255).round().astype(np.uint8) for im in batch]
-    embeddings = [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+    embeddings = embed_images(face_models, images, pick)
     return embeddings, negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
 
 
@@ -87,13 +92,18 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
                    face_models: FaceModels | None = None,
                    embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
-                   masks=None, callback: Callback = None) -> torch.Tensor:
+                   masks=None, keep_masks=None, callback: Callback = None) -> torch.Tensor:
     """Anonymize aligned face images in one call; returns [B,H,W,3] float 0..1.
 
     The identity comes from ``embeddings`` (one per image) or is detected with ``face_models``.
-    ``masks`` (1 = anonymize, 0 = keep) localize the change; None anonymizes the whole image.
+    ``masks`` (1 = anonymize, 0 = keep) or ``keep_masks`` (1 = keep visible) localize the change;
+    neither anonymizes the whole image.
     """
     settings.validate()
+    if keep_masks is not None:
+        if masks is not None:
+            raise InputError("give masks (1 = anonymize) or keep_masks (1 = keep), not both")
+        masks = 1.0 - torch.as_tensor(np.asarray(keep_masks, np.float32))
     batch = to_nhwc(images)
     if embeddings is None:
         if face_models is None:

@@ -187,6 +187,9 @@ def test_null_path_returns_the_input_latents(pipe, faces, identity):
     assert torch.allclose(out, x0, atol=1e-5)
     out = sample_latents(pipe, inv, cid, replace(s, mask_delay=0), masks=np.zeros((2, SIZE, SIZE), np.float32))
     assert torch.allclose(out, x0, atol=1e-5)
+    keep_all = anonymize_face(pipe, faces, replace(s, mask_delay=0), embeddings=list(identity),
+                              keep_masks=np.ones((2, SIZE, SIZE), np.float32))
+    assert torch.allclose(keep_all, decode(pipe, x0), atol=1e-4)          # keeping everything changes nothing
     # a different adapter scale on the conditional path keeps the null path exact
     out = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0, ip_adapter_scale=0.5))
     assert torch.allclose(out, x0, atol=1e-5)
