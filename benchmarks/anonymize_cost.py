@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from nullface.models import CONFIG_DIR, NullFacePipe, attach_faceid  # noqa: E402
 from nullface.devices import pick_device, pick_dtype  # noqa: E402
+from nullface.denoiser import PipeDenoiser  # noqa: E402
 from nullface.identity import ArcFace, negate_identities  # noqa: E402
 from nullface.pipeline import decode, encode, invert_latents, sample_latents  # noqa: E402
 from nullface.settings import NullFaceSettings  # noqa: E402
@@ -72,6 +73,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
     ap.add_argument("--batch", type=int, default=1, help="faces per call")
     ap.add_argument("--inversion-batch", type=int, default=8, help="UNet evaluations per inversion call")
+    ap.add_argument("--reference-work", action="store_true",
+                    help="spend the reference implementation's work instead (all T inversion steps one by one, "
+                         "cond and null as separate batch-1 calls) to compare costs")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     dtype = pick_dtype(device, args.dtype)
@@ -110,14 +114,30 @@ def main(argv=None) -> dict:
             identity = negate_identities([arc.embed(f, kps) for f in faces], s.lambda_id)
         seconds["embed"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        inv = invert_latents(pipe, x0, s)
+        if args.reference_work:
+            inv = invert_latents(pipe, x0, s)            # untimed: only its start latent and schedule are used
+            counter["evals"] = 0
+            t = time.perf_counter()
+            den = PipeDenoiser(pipe)                     # the reference's inversion: all T steps, one by one
+            for k in range(s.steps):
+                den.null(x0, inv.schedule.timesteps[k].repeat(x0.shape[0]))
+        else:
+            t = time.perf_counter()
+            inv = invert_latents(pipe, x0, s)
         sync()
         seconds["invert"] = time.perf_counter() - t
         inversion_evals = counter["evals"]
 
         t = time.perf_counter()
-        latents = sample_latents(pipe, inv, identity, s)
+        if args.reference_work:                          # cond and null as two separate calls per step
+            den = PipeDenoiser(pipe, identity.vectors)
+            for k in range(s.t_skip, s.steps):
+                tk = inv.schedule.timesteps[k].repeat(x0.shape[0])
+                den.cond_scale = den.null_scale + 1e-9    # forces two calls
+                den(inv.x_start, tk)
+            latents = inv.x_start
+        else:
+            latents = sample_latents(pipe, inv, identity, s)
         sync()
         seconds["sample"] = time.perf_counter() - t
 

@@ -1,6 +1,12 @@
-"""Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks)."""
+"""Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks).
+
+A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[DetectedFace]``, sorted by
+box area, largest first. Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG
+detector an SVM margin (about -1..3, 0 is dlib's own operating point).
+"""
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +20,10 @@ from .resources import dlib_model_path
 log = logging.getLogger("nullface")
 
 SCRFD_FILE = "det_10g.onnx"
+BACKENDS = ("auto", "insightface", "dlib")
+BUFFALO_SOURCE = ("buffalo_l comes from insightface's GitHub releases (buffalo_l.zip, "
+                  "https://github.com/deepinsight/insightface/releases; non-commercial research use only): "
+                  "unzip it so that the folder holds det_10g.onnx and w600k_r50.onnx. NullFace never downloads it.")
 
 
 @dataclass(frozen=True)
@@ -41,30 +51,45 @@ class DetectedFace:
 
 
 def kps_from_68(pts: np.ndarray) -> np.ndarray:
-    """Five ArcFace landmarks from the 68: eye centres, nose tip, mouth corners (image-left first)."""
+    """Five ArcFace landmarks from the 68: eye centres, nose tip (30), mouth corners (48, 54).
+
+    Image-left first, like insightface; when the eyes are swapped (a mirrored fit) the mouth corners are
+    swapped with them so that each side stays together.
+    """
     pts = np.asarray(pts, np.float32)
     a, b = pts[36:42].mean(0), pts[42:48].mean(0)
-    left, right = (a, b) if a[0] <= b[0] else (b, a)
     m1, m2 = pts[48], pts[54]
-    ml, mr = (m1, m2) if m1[0] <= m2[0] else (m2, m1)
-    return np.stack([left, right, pts[30], ml, mr]).astype(np.float32)
+    if a[0] > b[0]:
+        a, b, m1, m2 = b, a, m2, m1
+    return np.stack([a, b, pts[30], m1, m2]).astype(np.float32)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError(f"detection needs an HxWx3 uint8 RGB image, got {getattr(image, 'dtype', type(image))} "
                          f"{getattr(image, 'shape', '')}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError("detection got an empty image")
     return np.ascontiguousarray(image)
 
 
-def _finish(faces: list[DetectedFace], min_size: float, max_faces: int) -> list[DetectedFace]:
-    faces = [f for f in faces if f.size >= min_size]
-    faces.sort(key=lambda f: -f.area)
-    return faces[:max_faces] if max_faces > 0 else faces
+def filter_faces(faces: Sequence[DetectedFace], min_size: float = 0, score_threshold: float | None = None,
+                 max_faces: int = 0) -> list[DetectedFace]:
+    """Faces at least ``min_size`` px (shorter box side) and scoring >= ``score_threshold``, largest first;
+    at most ``max_faces`` (0 = all)."""
+    kept = [f for f in faces if f.size >= min_size and (score_threshold is None or f.score >= score_threshold)]
+    kept.sort(key=lambda f: -f.area)
+    return kept[:max_faces] if max_faces > 0 else kept
 
 
 class DlibDetector:
-    """dlib's HOG frontal-face detector with its 68-point shape predictor (real weights from PyPI)."""
+    """dlib's HOG frontal-face detector with its 68-point shape predictor (weights from PyPI).
+
+    ``upsample``: image doublings before detection (1 finds faces down to about 40 px; each doubling
+    costs about 4x). ``score_threshold``: dlib's SVM margin; 0 (dlib's default) favours finding every
+    face. On scikit-image's astronaut her mission patch scores 0.12, the smallest face of insightface's
+    t1.jpg 0.37: raise it to about 0.3 to drop such false positives.
+    """
 
     name = "dlib"
 
@@ -91,25 +116,30 @@ class DlibDetector:
         rects, scores, _ = self._detector.run(image, self.upsample, self.score_threshold)
         faces = []
         for r, s in zip(rects, scores):
-            box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32)
-            pts = self.landmarks(image, box)
+            box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32)
+            pts = self.landmarks(image, (r.left(), r.top(), r.right(), r.bottom()))
             faces.append(DetectedFace(box, float(s), kps_from_68(pts), pts, "dlib"))
-        return _finish(faces, self.min_size, self.max_faces)
+        return filter_faces(faces, self.min_size, self.score_threshold, self.max_faces)
 
 
 class InsightFaceDetector:
-    """insightface's SCRFD (``det_10g.onnx`` of buffalo_l), through onnxruntime."""
+    """insightface's SCRFD (``det_10g.onnx`` of buffalo_l) through onnxruntime.
+
+    Uses only the API that insightface 0.7.3 and 2.x share: ``model_zoo.get_model(path, providers=...)``,
+    ``prepare(ctx_id, input_size=, det_thresh=)`` and ``detect(bgr, input_size=, max_num=)``. The file is
+    never downloaded: a missing file is an error that says where to get it.
+    """
 
     name = "insightface"
 
     def __init__(self, model_dir: str | Path, providers: Sequence[str] | str | None = None, det_size: int = 640,
                  score_threshold: float = 0.5, min_size: float = 0, max_faces: int = 0):
         from .onnx import choose_providers
-        path = Path(model_dir) / SCRFD_FILE
+        model_dir = Path(model_dir).expanduser()
+        path = model_dir if model_dir.suffix == ".onnx" else model_dir / SCRFD_FILE
         if not path.is_file():
-            from .identity import BUFFALO_HINT
             raise ModelFileError(f"face detector not found: expected '{SCRFD_FILE}' in '{path.parent}'. "
-                                 + BUFFALO_HINT)
+                                 + BUFFALO_SOURCE)
         try:
             from insightface.model_zoo import get_model
         except ImportError:
@@ -119,49 +149,70 @@ class InsightFaceDetector:
         try:
             self._model = get_model(str(path), providers=chosen)
         except Exception as exc:
-            raise ModelFileError(f"'{path}' could not be loaded ({type(exc).__name__}: {exc}); download buffalo_l "
-                                 "again.") from exc
+            raise ModelFileError(f"'{path}' could not be loaded ({type(exc).__name__}: {exc}); the file may be "
+                                 f"incomplete: download buffalo_l again. " + BUFFALO_SOURCE) from exc
         if self._model is None or getattr(self._model, "taskname", "") != "detection":
-            raise ModelFileError(f"'{path}' is not a face detector (SCRFD).")
-        ctx = 0 if chosen[0] in ("CUDAExecutionProvider", "CoreMLExecutionProvider") else -1
+            raise ModelFileError(f"'{path}' is not a face detector (SCRFD). " + BUFFALO_SOURCE)
+        ctx = -1 if chosen == ["CPUExecutionProvider"] else 0
         self.det_size = int(det_size)
         self._model.prepare(ctx_id=ctx, input_size=(self.det_size, self.det_size), det_thresh=float(score_threshold))
         self.score_threshold, self.min_size, self.max_faces = float(score_threshold), float(min_size), int(max_faces)
-        log.info("face detector: insightface SCRFD on %s", chosen[0])
+        session = getattr(self._model, "session", None)
+        running = session.get_providers()[0] if session is not None else chosen[0]
+        log.info("face detector: insightface SCRFD %s on %s", path.name, running)
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         bgr = np.ascontiguousarray(_check_image(image)[..., ::-1])
         boxes, kpss = self._model.detect(bgr, input_size=(self.det_size, self.det_size), max_num=0)
         faces = []
         for i, b in enumerate(boxes):
-            if float(b[4]) < self.score_threshold:
+            if kpss is None:
                 continue
-            kps = np.asarray(kpss[i], np.float32) if kpss is not None else None
-            if kps is None:
-                continue
-            faces.append(DetectedFace(np.asarray(b[:4], np.float32), float(b[4]), kps, None, "insightface"))
-        return _finish(faces, self.min_size, self.max_faces)
+            faces.append(DetectedFace(np.asarray(b[:4], np.float32), float(b[4]), np.asarray(kpss[i], np.float32),
+                                      None, "insightface"))
+        return filter_faces(faces, self.min_size, self.score_threshold, self.max_faces)
+
+
+def find_scrfd_folder(model_dir: str | Path | None) -> Path | None:
+    """The folder holding det_10g.onnx: ``model_dir`` itself, or its ``buffalo_l`` / ``models/buffalo_l``."""
+    if model_dir is None:
+        return None
+    root = Path(model_dir).expanduser()
+    for folder in (root, root / "buffalo_l", root / "models" / "buffalo_l", root / "buffalo_l" / "buffalo_l"):
+        if (folder / SCRFD_FILE).is_file():
+            return folder
+    return None
 
 
 def make_detector(backend: str = "auto", *, model_dir: str | Path | None = None,
                   providers: Sequence[str] | str | None = None, score_threshold: float = 0.5,
-                  min_size: float = 0, max_faces: int = 0, det_size: int = 640):
-    """A detector by name; ``auto`` takes SCRFD when buffalo_l's detector is there and insightface imports,
-    else dlib. The score threshold applies to SCRFD's confidence (0..1); dlib keeps its own default (0)."""
-    if backend not in ("auto", "insightface", "dlib"):
+                  min_size: float = 0, max_faces: int = 0, det_size: int = 640,
+                  dlib_score_threshold: float = 0.0, upsample: int = 1):
+    """A detector by name.
+
+    ``auto`` takes insightface's SCRFD when ``model_dir`` (a buffalo_l folder, or a root holding
+    ``buffalo_l`` or ``models/buffalo_l``) has det_10g.onnx and insightface imports, else dlib.
+    ``score_threshold`` is SCRFD's confidence (0..1); dlib's margin is ``dlib_score_threshold``
+    (their scales differ). ``min_size`` and ``max_faces`` apply to both.
+    """
+    if backend not in BACKENDS:
         raise InputError(f"unknown detector '{backend}', expected auto, insightface or dlib")
+    folder = find_scrfd_folder(model_dir)
     if backend == "auto":
-        has_scrfd = model_dir is not None and (Path(model_dir) / SCRFD_FILE).is_file()
-        try:
-            import insightface  # noqa: F401
-        except ImportError:
-            has_scrfd = False
-        backend = "insightface" if has_scrfd else "dlib"
+        has_insightface = importlib.util.find_spec("insightface") is not None
+        backend = "insightface" if folder is not None and has_insightface else "dlib"
+        why = ("det_10g.onnx found in " + str(folder)) if backend == "insightface" else \
+            ("insightface is not installed" if folder is not None else
+             f"no {SCRFD_FILE} under {model_dir}" if model_dir is not None else "no buffalo_l folder given")
+        log.info("face detection: auto chose %s (%s)", backend, why)
     if backend == "insightface":
-        if model_dir is None:
-            raise ModelFileError("the insightface detector needs the buffalo_l folder (det_10g.onnx)")
-        det = InsightFaceDetector(model_dir, providers, det_size, score_threshold, min_size, max_faces)
+        if folder is None:
+            where = f"'{Path(model_dir).expanduser()}'" if model_dir is not None else "no folder was given"
+            raise ModelFileError(f"the insightface detector needs '{SCRFD_FILE}' of buffalo_l: not found in {where} "
+                                 f"(looked in it, buffalo_l/ and models/buffalo_l/). " + BUFFALO_SOURCE)
+        det = InsightFaceDetector(folder, providers, det_size, score_threshold, min_size, max_faces)
     else:
-        det = DlibDetector(min_size=min_size, max_faces=max_faces)
+        det = DlibDetector(upsample=upsample, score_threshold=dlib_score_threshold, min_size=min_size,
+                           max_faces=max_faces)
     log.info("face detection backend: %s", det.name)
     return det

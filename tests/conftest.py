@@ -19,6 +19,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def load_pack():
+    """The pack as ComfyUI imports it: the repository's ``__init__.py`` as a package (loaded once)."""
+    import importlib.util
+    if "ComfyUI_NullFace" in sys.modules:
+        return sys.modules["ComfyUI_NullFace"]
+    spec = importlib.util.spec_from_file_location("ComfyUI_NullFace", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ComfyUI_NullFace"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return load_pack()
+
+
 def _insightface_image(name: str) -> Path:
     from nullface.resources import package_dir
     return package_dir("insightface") / "data" / "images" / name

@@ -94,3 +94,35 @@ def test_wrong_onnx_kind_is_refused(tmp_path):
     onnx.save(model, str(tmp_path / "det_10g.onnx"))
     with pytest.raises(ModelFileError, match="not an ArcFace"):
         ArcFace(tmp_path / "det_10g.onnx")
+
+
+def test_providers_are_chosen_from_those_installed_and_logged(tiny, caplog):
+    import onnxruntime
+    from nullface.errors import MissingDependencyError
+    from nullface.onnx import choose_providers
+    available = onnxruntime.get_available_providers()
+    auto = choose_providers("auto")
+    assert auto and set(auto) <= set(available) and auto[-1] == "CPUExecutionProvider"
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        with pytest.raises(MissingDependencyError, match="onnxruntime-gpu"):
+            choose_providers("cuda")
+    with caplog.at_level("INFO", logger="nullface"):
+        ArcFace(find_buffalo(tiny["insightface_root"]) / "w600k_r50.onnx", providers="cpu")
+    assert "runs on CPUExecutionProvider" in caplog.text
+
+
+def test_device_and_dtype_choice():
+    import torch
+    from nullface.devices import pick_device, pick_dtype
+    dev = pick_device("auto")
+    assert dev.type in ("cuda", "mps", "cpu")
+    assert pick_dtype(torch.device("cuda"), "auto") == torch.float16
+    assert pick_dtype(torch.device("cpu"), "auto") == torch.float32
+    assert pick_dtype(torch.device("mps"), "auto") == torch.float32
+    assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    with pytest.raises(InputError):
+        pick_dtype(torch.device("cpu"), "int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA"):
+            pick_device("cuda")

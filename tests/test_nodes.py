@@ -15,21 +15,6 @@ from nullface.identity import ArcFace, FaceModels, find_buffalo
 SOCKET_ONLY = {"IMAGE", "MASK", "LATENT"}
 
 
-@pytest.fixture(scope="module")
-def pack():
-    """The pack as ComfyUI imports it: the top-level package of the repository."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("ComfyUI_NullFace", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ComfyUI_NullFace"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_every_node_honours_the_contract(pack):
     assert pack.NODE_CLASS_MAPPINGS and set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():

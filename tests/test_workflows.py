@@ -41,15 +41,8 @@ CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
 # ------------------------------------------------------------------------------------------------ node specs
 def _load_pack():
-    """The pack as ComfyUI imports it: the repository's ``__init__.py`` as a package."""
-    if "ComfyUI_NullFace" in sys.modules:
-        return sys.modules["ComfyUI_NullFace"]
-    spec = importlib.util.spec_from_file_location("ComfyUI_NullFace", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ComfyUI_NullFace"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from tests.conftest import load_pack
+    return load_pack()
 
 
 def _spec(input_types, outputs, output_names, output_node, display):
