@@ -7,10 +7,10 @@ import torch
 from nullface.crop import paste_face
 from nullface.photo import PhotoOptions, anonymize_photo, detect_batch, prepare_crop
 from nullface.pipeline import crop_anonymizer, crop_audit
-from nullface.regions import REGIONS, region_mask
+from nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from nullface.settings import NullFaceSettings
 
-from ._common import (AUDIT, CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
+from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
 
@@ -21,6 +21,14 @@ NO_FACE = (["error", "pass"], {"default": "error", "tooltip": "An image without 
 ON_FAILURE = (["error", "blur", "pixelate", "keep"], {
     "default": "error", "tooltip": "A face found but not anonymized: stop with an error (nothing is output), "
                                    "blur or pixelate that face, or keep it unchanged with a loud warning."})
+REGION_TIPS = {
+    "eyes": "Include both eyes (with the lids), from the landmarks.",
+    "brows": "Include both eyebrows.",
+    "nose": "Include the nose (bridge to nostrils).",
+    "mouth": "Include the lips.",
+    "skin": "Include the skin: the face without eyes, brows and mouth (the nose is skin).",
+    "face": "Include the whole face, forehead to chin.",
+}
 CROP_SIZE = ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8,
                      "tooltip": "Size of the aligned face crops (512 = what SD1.5 and the paper use)."})
 
@@ -52,8 +60,9 @@ class NullFaceCropFaces:
         return {"required": {"image": ("IMAGE", {"tooltip": "The images the faces were detected in."}),
                              "faces": (FACES, {"tooltip": "From 'NullFace Detect Faces'."}),
                              "crop_size": CROP_SIZE,
-                             "zoom": ("FLOAT", {"default": 1.3, "min": 0.8, "max": 3.0, "step": 0.05,
-                                                "tooltip": "Framing: larger shows more around the face."})}}
+                             "zoom": ("FLOAT", {"default": 1.0, "min": 0.5, "max": 3.0, "step": 0.05,
+                                                "tooltip": "Framing: 1.0 = FFHQ/CelebA-HQ alignment (the paper's "
+                                                           "inputs); larger shows more around the face."})}}
 
     RETURN_TYPES = ("IMAGE", CROPS)
     RETURN_NAMES = ("crops", "crop_info")
@@ -72,17 +81,21 @@ class NullFaceCropFaces:
 
 
 class NullFaceFaceRegionMask:
-    """Masks of facial regions (from landmarks) for each crop: white = the ticked regions."""
+    """Masks of facial regions (from landmarks) for each crop, or for each image: white = the ticked regions."""
 
     @classmethod
     def INPUT_TYPES(cls):
         req = {"crop_info": (CROPS, {"tooltip": "From 'NullFace Crop Faces'."})}
-        req.update({r: ("BOOLEAN", {"default": r in ("eyes", "mouth"), "tooltip": f"Include the {r}."})
-                    for r in REGIONS})
-        req["grow"] = ("INT", {"default": 0, "min": -128, "max": 128, "tooltip": "Grow (+) / shrink (-), pixels."})
+        req.update({r: ("BOOLEAN", {"default": r in ("eyes", "mouth"), "tooltip": REGION_TIPS[r]}) for r in REGIONS})
+        req["grow"] = ("INT", {"default": 0, "min": -128, "max": 128,
+                               "tooltip": "Grow (+) / shrink (-) the regions all around, pixels."})
         req["feather"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 128.0, "step": 0.5,
-                                    "tooltip": "Blur radius, pixels."})
-        return {"required": req}
+                                    "tooltip": "Width of the soft edge, pixels (0 = hard mask, as the paper)."})
+        return {"required": req, "optional": {
+            "space": (["crop", "image"], {"default": "crop", "tooltip": "crop: one mask per face crop (for the "
+                                          "method on the crops); image: one mask per photo, all faces together."}),
+            "image": ("IMAGE", {"tooltip": "With space = image: the photos (their count and size). Without it "
+                                           "the sizes recorded by Crop Faces are used."})}}
 
     RETURN_TYPES = ("MASK",)
     RETURN_NAMES = ("mask",)
@@ -90,15 +103,25 @@ class NullFaceFaceRegionMask:
     CATEGORY = CAT
     DESCRIPTION = "Feed it to 'NullFace Region Mask' with mask_means = keep to keep these regions visible."
 
-    def mask(self, crop_info, grow, feather, **regions):
+    def mask(self, crop_info, grow, feather, space="crop", image=None, **regions):
         names = [r for r in REGIONS if regions.get(r)]
         if not names:
             raise ValueError("tick at least one region")
-        out = []
-        for _, c in crop_info:
-            lm = c.face.landmarks68 if c.face.landmarks68 is not None else c.face.kps
-            out.append(region_mask(c.to_crop(lm), (c.size, c.size), names, grow, feather))
-        return (torch.from_numpy(np.stack(out)),)
+        if space == "crop":
+            out = [region_mask(c.to_crop(face_landmarks(c.face)), (c.size, c.size), names, grow, feather)
+                   for _, c in crop_info]
+            if not out:
+                raise ValueError("no face crops: nothing to make a mask for")
+            return (torch.from_numpy(np.stack(out)),)
+        shapes = {i: c.image_shape for i, c in crop_info}
+        if image is not None:
+            count, shape = image.shape[0], tuple(image.shape[1:3])
+        elif shapes:
+            count, shape = max(shapes) + 1, next(iter(shapes.values()))
+        else:
+            raise ValueError("no face crops and no image: connect the image to size the masks")
+        faces = [[c.face for i, c in crop_info if i == k] for k in range(count)]
+        return (torch.from_numpy(np.stack([image_region_mask(shape, f, names, grow, feather) for f in faces])),)
 
 
 class NullFacePasteFaces:

@@ -89,14 +89,15 @@ def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int], resample=Image.
     sub = src[cy0:cy1, cx0:cx1]
     m = m @ _translate(cx0, cy0)                                  # sub -> output
     lo, hi = lo - [cx0, cy0], hi - [cx0, cy0]
-    k = int(np.floor(1.0 / max(np.sqrt(abs(np.linalg.det(m[:2, :2]))), 1e-9) / 1.5))
+    k = int(np.floor(1.0 / max(np.sqrt(abs(np.linalg.det(m[:2, :2]))), 1e-9)))   # source px per output px
     pil = Image.fromarray(np.ascontiguousarray(sub))
     if k >= 2:                                                    # box-filter shrink by an integer factor
         pil = pil.reduce(k)
         m = m @ np.diag([k, k, 1.0])
         lo, hi = np.floor(lo / k) - 1, np.ceil(hi / k) + 1
     arr = np.asarray(pil)
-    pads = (max(0, int(-lo[1])), max(0, int(hi[1] - arr.shape[0]))), (max(0, int(-lo[0])), max(0, int(hi[0] - arr.shape[1])))
+    pads = ((max(0, int(-lo[1])), max(0, int(hi[1] - arr.shape[0]))),
+            (max(0, int(-lo[0])), max(0, int(hi[0] - arr.shape[1]))))
     if any(p for pair in pads for p in pair):
         widths = pads + (((0, 0),) if arr.ndim == 3 else ())
         arr = np.pad(arr, widths, mode=pad) if pad != "constant" else np.pad(arr, widths)
@@ -149,7 +150,8 @@ def face_region(size: int, kps_crop: np.ndarray, feather: float = PASTE_FEATHER,
     d = max(np.linalg.norm(mouth - eyes), 1e-6)
     down = (mouth - eyes) / d
     right = np.array([down[1], -down[0]])
-    centre = eyes + 0.3 * d * down
+    turn = (kps[2] - (eyes + mouth) / 2) @ right                 # a turned head lies opposite its nose
+    centre = eyes + 0.3 * d * down - 1.0 * turn * right
     ry, rx = 1.7 * d, max(1.3 * np.linalg.norm(kps[1] - kps[0]), 1.0 * d)
     feather = float(np.clip(feather, 1e-3, 0.9))
     if landmarks_crop is not None:
@@ -167,13 +169,34 @@ def face_region(size: int, kps_crop: np.ndarray, feather: float = PASTE_FEATHER,
     return (t * t * (3 - 2 * t)).astype(np.float32)                # smoothstep: exactly 0 outside
 
 
+def _soften_outside(crop: np.ndarray, m: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Where the crop reaches beyond the photo it shows the photo mirrored; fade that towards a strong
+    blur with the distance from the photo's edge (as the FFHQ alignment does), so that a face cut by
+    the edge does not meet a crisp mirror image of itself."""
+    size = crop.shape[0]
+    inv = invert_affine(m)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    x = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
+    y = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]
+    h, w = image_hw
+    out_x = np.maximum(np.maximum(-x, x - w), 0)
+    out_y = np.maximum(np.maximum(-y, y - h), 0)
+    dist = np.sqrt(out_x ** 2 + out_y ** 2) * np.sqrt(abs(np.linalg.det(m[:, :2])))   # in crop pixels
+    if not np.any(dist > 0):
+        return crop
+    from PIL import ImageFilter
+    blurred = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(size / 24)), np.float32)
+    t = np.clip(dist / (0.1 * size), 0, 1)[..., None]
+    return np.round(crop * (1 - t) + blurred * t).astype(np.uint8)
+
+
 def crop_face(image: np.ndarray, face: DetectedFace, size: int = 512, zoom: float = 1.0,
               feather: float = PASTE_FEATHER) -> FaceCrop:
     """The similarity-aligned ``size`` x ``size`` crop of ``face`` (FFHQ framing at ``zoom`` 1.0)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError(f"crop_face needs an HxWx3 uint8 image, got {image.dtype} {image.shape}")
     m = crop_matrix(face.kps, size, zoom, face.bbox)
-    crop = _warp(image, m, (size, size), Image.BICUBIC, "symmetric")
+    crop = _soften_outside(_warp(image, m, (size, size), Image.BICUBIC, "symmetric"), m, image.shape[:2])
     lm = None if face.landmarks68 is None else np.asarray(face.landmarks68, np.float64) @ m[:, :2].T + m[:, 2]
     kps_crop = np.asarray(face.kps, np.float64) @ m[:, :2].T + m[:, 2]
     return FaceCrop(image=crop, matrix=m, face=face, region=face_region(size, kps_crop, feather, lm),

@@ -217,9 +217,13 @@ def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
                  recognizers: Sequence[Recognizer], landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FaceMetrics:
     """Identity (re-ID per recognizer) and attribute distances for one face."""
     fa = audit_face(original, anonymized, face, recognizers, landmarker=landmarker)
-    orig_pts = getattr(face, "landmarks68", None)
+    # both sides are measured the same way (the landmarker inside the same box), so identical images give 0
+    try:
+        orig_pts = np.asarray(landmarker(original, np.asarray(face.bbox)), np.float32)
+    except Exception:
+        orig_pts = getattr(face, "landmarks68", None)
     if orig_pts is None or len(orig_pts) != 68:
-        orig_pts = landmarker(original, np.asarray(face.bbox))
+        raise InputError("68 landmarks are needed for the attribute metrics")
     geo, _ = refit_geometry(anonymized, face, landmarker)
     anon_pts = geo.landmarks if geo.landmarks is not None and len(geo.landmarks) == 68 else orig_pts
     size = (original.shape[1], original.shape[0])

@@ -1,4 +1,10 @@
-"""Whole photos: find every face, crop, anonymize in batches, paste back; fail closed."""
+"""Whole photos: find every face, crop, anonymize in batches, paste back; fail closed.
+
+``anonymize_photo(image, detector, anonymizer, options)`` is the one entry point. The anonymizer is any
+``f(image_rgb, crops) -> [anonymized crop | Exception, ...]`` (the diffusion engine's is
+``nullface.pipeline.crop_anonymizer``); it receives all faces of a round in one call (``options.batch``
+at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize).
+"""
 from __future__ import annotations
 
 import logging
@@ -7,11 +13,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .crop import FaceCrop, crop_face, paste_face, region_in_image
+from .crop import PASTE_FEATHER, FaceCrop, crop_face, paste_face, region_weights
 from .detect import DetectedFace
 from .errors import FaceFailedError, InputError
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
-from .regions import anonymize_mask, parse_regions
+from .regions import MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
 
@@ -24,14 +30,19 @@ class PhotoOptions:
     """How a photo is processed (the method's own parameters live in NullFaceSettings)."""
 
     crop_size: int = 512
-    zoom: float = 1.3                 # framing: larger shows more around the face
-    keep: tuple[str, ...] = ()        # regions kept visible, e.g. ("eyes", "mouth")
-    grow: int = 0                     # grow (+) / shrink (-) the kept regions, crop pixels
-    feather: float = 0.0              # feather the kept regions, crop pixels
+    zoom: float = 1.0                 # framing: 1.0 = FFHQ/CelebA-HQ (the paper's inputs); larger shows more
+    keep: tuple[str, ...] = ()        # regions kept visible, e.g. ("eyes", "mouth"); () = whole face
+    grow: float = 0                   # grow (+) / shrink (-) the kept regions, crop pixels
+    feather: float = 0.0              # soft edge of the kept regions, crop pixels (0 = hard, as the paper)
     on_failure: str = "error"         # error | blur | pixelate | keep
     on_no_face: str = "error"         # error | pass
     batch: int = 4                    # faces per anonymizer call
-    paste_feather: float = 0.12       # width of the seam, as a fraction of the face ellipse
+    paste_feather: float = PASTE_FEATHER  # width of the seam, as a fraction of the face ellipse
+    min_face_size: float = 0          # faces whose box is smaller (px, shorter side) are ignored (reported)
+    score_threshold: float | None = None  # faces scoring lower (detector's own scale) are ignored (reported)
+    max_faces: int = 0                # 0 = all; faces beyond the largest max_faces get the failure policy
+    external_mask: np.ndarray | None = field(default=None, compare=False, repr=False)  # image size, 0..1
+    external_mask_means: str = "keep"     # keep: its white areas stay visible; anonymize: only there
 
     def validate(self) -> "PhotoOptions":
         check_policy(self.on_failure, ON_FAILURE, "failure")
@@ -41,6 +52,12 @@ class PhotoOptions:
             raise InputError(f"crop_size must be a multiple of 8 and >= 64, got {self.crop_size}")
         if self.batch < 1:
             raise InputError("batch must be >= 1")
+        if not self.zoom > 0:
+            raise InputError(f"zoom must be > 0, got {self.zoom}")
+        if self.max_faces < 0 or self.min_face_size < 0:
+            raise InputError("max_faces and min_face_size must be >= 0")
+        if self.external_mask_means not in MASK_MEANS:
+            raise InputError(f"external_mask_means must be one of {MASK_MEANS}, got '{self.external_mask_means}'")
         return self
 
 
@@ -54,14 +71,18 @@ class FaceOutcome:
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["bbox"] = [round(float(v), 1) for v in self.bbox]
+        d["score"] = round(float(self.score), 4)
+        return d
 
 
 @dataclass
 class PhotoResult:
-    image: np.ndarray                 # same layout as the input (RGB, or RGBA with the alpha kept)
+    image: np.ndarray                 # same layout as the input (gray, RGB, or RGBA with the alpha kept)
     faces: list[FaceOutcome] = field(default_factory=list)
     detector: str = ""
+    ignored: list[dict] = field(default_factory=list)   # faces dropped by min_face_size / score_threshold
 
     @property
     def found(self) -> int:
@@ -75,46 +96,67 @@ class PhotoResult:
     def failed(self) -> int:
         return sum(f.status == "failed" for f in self.faces)
 
-    def to_dict(self) -> dict:
+    @property
+    def counts(self) -> dict:
+        policies = {}
+        for f in self.faces:
+            if f.policy:
+                policies[f.policy] = policies.get(f.policy, 0) + 1
         return {"faces_found": self.found, "anonymized": self.anonymized, "failed": self.failed,
-                "detector": self.detector, "faces": [f.to_dict() for f in self.faces]}
+                "policies": policies, "ignored": len(self.ignored)}
+
+    def to_dict(self) -> dict:
+        return {**self.counts, "detector": self.detector, "faces": [f.to_dict() for f in self.faces],
+                "ignored_faces": self.ignored}
 
 
 def as_rgb(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Any uint8 grayscale / RGB / RGBA array -> (RGB, alpha or None)."""
     a = np.asarray(image)
     if a.size == 0:
-        raise InputError("the image is empty")
+        raise InputError(f"the image is empty (shape {a.shape})")
     if a.dtype != np.uint8:
-        raise InputError(f"expected a uint8 image, got {a.dtype}")
+        raise InputError(f"expected a uint8 image, got {a.dtype} (convert floats with (x * 255).round())")
     if a.ndim == 2:
         return np.repeat(a[..., None], 3, -1), None
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise InputError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {a.shape}")
+        raise InputError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
     if a.shape[2] == 1:
         return np.repeat(a, 3, -1), None
     if a.shape[2] == 4:
         return np.ascontiguousarray(a[..., :3]), a[..., 3]
-    return a, None
+    return np.ascontiguousarray(a), None
+
+
+def _restore_layout(out: np.ndarray, original: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """The RGB result in the input's layout: gray stays gray (ITU-R 601 luma; unchanged pixels are
+    exact), RGBA gets its alpha back."""
+    if alpha is not None:
+        return np.concatenate([out, alpha[..., None]], -1)
+    if original.ndim == 2 or original.shape[2] == 1:
+        from PIL import Image
+        gray = np.asarray(Image.fromarray(out).convert("L"))
+        return gray if original.ndim == 2 else gray[..., None]
+    return out
 
 
 def prepare_crop(image: np.ndarray, face: DetectedFace, options: PhotoOptions,
                  keep_mask: np.ndarray | None = None) -> FaceCrop:
-    """The aligned crop of one face with its anonymization mask (1 = anonymize) for the kept regions."""
+    """The aligned crop of one face with its anonymization mask (1 = anonymize): kept regions,
+    ``options.external_mask`` and ``keep_mask`` (image size, 1 = keep visible) applied."""
     crop = crop_face(image, face, options.crop_size, options.zoom, options.paste_feather)
-    if options.keep or keep_mask is not None:
-        lm = face.landmarks68 if face.landmarks68 is not None else face.kps
-        ext = None
-        if keep_mask is not None:
-            from .crop import _warp
-            ext = _warp((np.clip(keep_mask, 0, 1) * 255).astype(np.uint8), crop.matrix,
-                        (crop.size, crop.size)).astype(np.float32) / 255.0
-        crop.mask = anonymize_mask(crop.to_crop(lm), (crop.size, crop.size), options.keep, options.grow,
-                                   options.feather, ext)
+    mask = crop_anonymize_mask(crop, options.keep, options.grow, options.feather)
+    if options.external_mask is not None:
+        from .regions import combine_external, external_to_crop
+        mask = combine_external(mask, external_to_crop(options.external_mask, crop), options.external_mask_means)
+    if keep_mask is not None:
+        from .regions import combine_external, external_to_crop
+        mask = combine_external(mask, external_to_crop(keep_mask, crop), "keep")
+    crop.mask = mask
     return crop
 
 
-def _rounds(boxes: Sequence[np.ndarray]) -> list[list[int]]:
+def _rounds(boxes: Sequence[Sequence[float]]) -> list[list[int]]:
     """Group faces so that no two faces of one round have overlapping paste regions (largest first).
 
     Faces of a later round are cropped from the image after the earlier rounds were pasted, so a crop
@@ -135,36 +177,66 @@ def _rounds(boxes: Sequence[np.ndarray]) -> list[list[int]]:
     return rounds
 
 
-def _region_box(image_shape, crop: FaceCrop) -> tuple[np.ndarray, np.ndarray]:
-    region = region_in_image(image_shape, crop)
-    ys, xs = np.nonzero(region)
-    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) if len(xs) else np.zeros(4)
-    return region, box
+def _select(faces: list[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[dict]]:
+    faces = sorted(faces, key=lambda f: -f.area)
+    kept, ignored = [], []
+    for f in faces:
+        why = ("smaller than min_face_size" if f.size < options.min_face_size else
+               "below score_threshold" if options.score_threshold is not None and f.score < options.score_threshold
+               else None)
+        (ignored.append({**f.to_dict(), "reason": why}) if why else kept.append(f))
+    return kept, ignored
+
+
+def _check_result(res, crop: FaceCrop) -> str | None:
+    """None when ``res`` is a usable anonymized crop, else why not."""
+    if isinstance(res, BaseException):
+        return f"{type(res).__name__}: {res}"
+    if not isinstance(res, np.ndarray):
+        return f"the anonymizer returned {type(res).__name__}, not an image"
+    if res.shape != crop.image.shape or res.dtype != np.uint8:
+        return f"the anonymizer returned {res.dtype} {res.shape}, expected uint8 {crop.image.shape}"
+    return None
 
 
 def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options: PhotoOptions = PhotoOptions(),
                     name: str = "the image", keep_mask: np.ndarray | None = None) -> PhotoResult:
-    """Detect every face, anonymize each with its own identity, paste back; pixels outside the faces'
-    regions stay byte-identical. ``keep_mask`` (image size, 1 = keep visible) adds to the kept regions."""
+    """Detect every face, anonymize each with its own identity, paste back.
+
+    Pixels outside the faces' paste regions stay byte-identical. ``keep_mask`` (image size, 1 = keep
+    visible) adds to the kept regions. A face whose anonymization fails gets ``options.on_failure``;
+    an image without faces ``options.on_no_face``. Faces are pasted smallest first (larger, usually
+    nearer, faces end on top).
+    """
     options.validate()
     rgb, alpha = as_rgb(image)
-    if keep_mask is not None and np.asarray(keep_mask).shape[:2] != rgb.shape[:2]:
-        raise InputError(f"the keep mask is {np.asarray(keep_mask).shape[:2]}, the image {rgb.shape[:2]}")
-    faces = list(detector.detect(rgb))
-    result = PhotoResult(image=image, detector=getattr(detector, "name", type(detector).__name__))
+    for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):
+        if m is not None and np.asarray(m).shape[:2] != rgb.shape[:2]:
+            raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
+    det_name = getattr(detector, "name", type(detector).__name__)
+    faces, ignored = _select(list(detector.detect(rgb)), options)
+    if ignored:
+        log.info("%s: %d face(s) ignored (%s)", name, len(ignored), ", ".join(sorted({i["reason"] for i in ignored})))
+    result = PhotoResult(image=image, detector=det_name, ignored=ignored)
     if not faces:
         no_face(name, options.on_no_face)
         return result
-    log.info("%s: %d face(s) found (%s)", name, len(faces), result.detector)
+    log.info("%s: %d face(s) found (%s)", name, len(faces), det_name)
     out = rgb
+    limit = options.max_faces or len(faces)
     crops0 = [prepare_crop(rgb, f, options, keep_mask) for f in faces]
-    geometry = [_region_box(rgb.shape, c) for c in crops0]
+    geometry = [region_weights(c, rgb.shape) for c in crops0]
     outcomes: dict[int, FaceOutcome] = {}
-    for rnd in _rounds([g[1] for g in geometry]):
+    todo = list(range(min(limit, len(faces))))
+    produced: dict[int, object] = {i: RuntimeError(f"more than max_faces={options.max_faces} faces in the image")
+                                   for i in range(limit, len(faces))}
+    rounds = _rounds([geometry[i][0] for i in todo]) + ([list(range(limit, len(faces)))] if limit < len(faces) else [])
+    for rnd in rounds:
         crops = {i: (crops0[i] if out is rgb else prepare_crop(out, faces[i], options, keep_mask)) for i in rnd}
-        produced: dict[int, object] = {}
         for start in range(0, len(rnd), options.batch):
-            ids = rnd[start:start + options.batch]
+            ids = [i for i in rnd[start:start + options.batch] if i not in produced]
+            if not ids:
+                continue
             try:
                 results = list(anonymizer(out, [crops[i] for i in ids]))
                 if len(results) != len(ids):
@@ -176,21 +248,20 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
         for i in sorted(rnd, key=lambda i: faces[i].area):          # larger faces are pasted last, on top
             f, res = faces[i], produced[i]
             where = f"face {i} of {name} at {[int(v) for v in f.bbox]}"
-            if isinstance(res, np.ndarray) and res.shape == crops[i].image.shape and res.dtype == np.uint8:
+            reason = _check_result(res, crops[i])
+            if reason is None:
                 out = paste_face(out, crops[i], res)
                 outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
                 continue
-            reason = str(res) if isinstance(res, Exception) else f"invalid result {type(res).__name__}"
+            box, weight = region_weights(crops[i], out.shape)
             try:
-                out = apply_failure(out, geometry[i][0], f.size, options.on_failure, where, reason)
+                out = apply_failure(out, weight > 0, f.size, options.on_failure, where, reason, box)
             except FaceFailedError as exc:
                 exc.faces_found, exc.faces_failed = len(faces), 1
                 raise
             outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
     result.faces = [outcomes[i] for i in range(len(faces))]
-    result.image = out if alpha is None else np.concatenate([out, alpha[..., None]], -1)
-    if rgb.ndim == 3 and np.asarray(image).ndim == 2:
-        result.image = out[..., 0] if np.array_equal(out[..., 0], out[..., 1]) else out
+    result.image = _restore_layout(out, np.asarray(image), alpha)
     return result
 
 
@@ -205,11 +276,20 @@ class PhotoFaces:
     def count(self) -> int:
         return sum(len(f) for f in self.faces)
 
+    def flat(self) -> list[tuple[int, int, DetectedFace]]:
+        """(image index, face index, face) for every face, image by image, largest face first."""
+        return [(i, k, f) for i, fs in enumerate(self.faces) for k, f in enumerate(fs)]
 
-def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "error") -> PhotoFaces:
-    """Detect faces in every image; an image without faces follows ``on_no_face`` (and is logged)."""
+
+def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "error",
+                 options: PhotoOptions | None = None) -> PhotoFaces:
+    """Detect faces in every image (``options``: min_face_size and score_threshold; ``max_faces`` is not
+    applied here, so that no face is silently dropped); an image without faces follows ``on_no_face``."""
     check_policy(on_no_face, ON_NO_FACE, "no-face")
-    found = [list(detector.detect(as_rgb(im)[0])) for im in images]
+    options = options or PhotoOptions()
+    found = []
+    for im in images:
+        found.append(_select(list(detector.detect(as_rgb(im)[0])), options)[0])
     missing = [f"image {i}" for i, faces in enumerate(found) if not faces]
     if missing:
         no_face(", ".join(missing) + f" (of {len(found)})", on_no_face)

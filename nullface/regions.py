@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from .errors import InputError
 
@@ -145,7 +144,7 @@ def _shapes_68(pts: np.ndarray, region: str) -> list[Shape]:
         for idx in (range(36, 42), range(42, 48)):
             p = pts[list(idx)]
             c = p.mean(0)
-            out.append(Shape("polygon", _hull(c + 1.2 * (p - c)), 0.09 * u))
+            out.append(Shape("polygon", c + 1.2 * (p - c), 0.09 * u))
         return out
     if region == "brows":
         return [Shape("line", pts[17:22], 0.09 * u), Shape("line", pts[22:27], 0.09 * u)]
@@ -153,7 +152,7 @@ def _shapes_68(pts: np.ndarray, region: str) -> list[Shape]:
         bridge = [pts[27] + 0.3 * (pts[39] - pts[27]), pts[27] + 0.3 * (pts[42] - pts[27])]
         return [Shape("polygon", _hull(np.concatenate([pts[27:36], bridge])), 0.05 * u)]
     if region == "mouth":
-        return [Shape("polygon", _hull(pts[48:60]), 0.07 * u)]
+        return [Shape("polygon", pts[48:60], 0.07 * u)]           # the outer lip line, not its hull (smiles)
     if region == "face":
         forehead = pts[17:27] - 0.7 * u * down
         return [Shape("polygon", _hull(np.concatenate([pts[0:17], pts[17:27], forehead])), 0.05 * u)]
@@ -173,9 +172,11 @@ def _shapes_5(kps: np.ndarray, region: str) -> list[Shape]:
         return [Shape("line", np.array([top, nose + 0.08 * u * down]), 0.17 * u)]
     if region == "mouth":
         return [Shape("line", np.array([lm, rm]), 0.16 * u)]
-    if region == "face":
-        centre = eyes + 0.28 * m * down
-        return [Shape("ellipse", np.array([centre, max(1.05 * e, 0.9 * m) * right, 1.45 * max(m, 0.8 * e) * down]),
+    if region == "face":                # fitted to dlib's face outlines (jaw + forehead) on real photos
+        mouth = (lm + rm) / 2
+        turn = (nose - (eyes + mouth) / 2) @ right          # the nose points where the face turns
+        centre = eyes + 0.36 * m * down - 1.35 * turn * right
+        return [Shape("ellipse", np.array([centre, 1.12 * max(e, m) * right, 1.45 * max(m, 0.85 * e) * down]),
                       0.0)]
     raise InputError(f"unknown region {region}")
 
@@ -205,8 +206,26 @@ def _window(shapes: Sequence[Shape], shape: tuple[int, int], reach: float) -> tu
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _region_sd(landmarks: np.ndarray, name: str, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-    return np.min([_sdf(s, px, py) for s in region_shapes(landmarks, name)], 0)
+FEATURES = ("eyes", "brows", "nose", "mouth")
+
+
+def _region_sd(landmarks: np.ndarray, name: str, px: np.ndarray, py: np.ndarray, core: bool = False) -> np.ndarray:
+    """Signed distance to a region; ``core``: to its landmark outline, without the region's margin."""
+    return np.min([_sdf(s, px, py) + (s.radius if core else 0.0) for s in region_shapes(landmarks, name)], 0)
+
+
+def _features_mask(pts: np.ndarray, names: Sequence[str], px: np.ndarray, py: np.ndarray, grow: float,
+                   feather: float) -> np.ndarray:
+    """Union of the named features (eyes, brows, nose, mouth), each cut where a feature that is not
+    named is nearer: a region never swallows its neighbours' landmarks, and named neighbours merge."""
+    sd = np.min([_region_sd(pts, n, px, py) for n in names], 0)
+    m = _ramp(sd, grow, feather)
+    rivals = [n for n in FEATURES if n not in names]
+    if rivals:
+        own = np.min([_region_sd(pts, n, px, py, core=True) for n in names], 0)
+        other = np.min([_region_sd(pts, n, px, py, core=True) for n in rivals], 0)
+        m *= _ramp(own - other, 0.0, feather)
+    return m
 
 
 def region_mask(landmarks: np.ndarray, shape: tuple[int, int], regions: str | Iterable[str],
@@ -215,7 +234,8 @@ def region_mask(landmarks: np.ndarray, shape: tuple[int, int], regions: str | It
 
     ``landmarks``: (68,2) iBUG points, or (5,2) ArcFace points (coarse shapes). ``grow``: pixels added
     (+) or removed (-) all around; ``feather``: width in pixels of the soft edge (0 = hard 0/1 mask).
-    ``skin`` is the face without eyes, brows and mouth (nose included).
+    Eyes, brows, nose and mouth stop halfway to a feature that is not asked for; ``face`` includes the
+    forehead; ``skin`` is the face without eyes, brows and mouth (nose included).
     """
     names = parse_regions(regions)
     pts = np.asarray(landmarks, np.float64)
@@ -224,17 +244,20 @@ def region_mask(landmarks: np.ndarray, shape: tuple[int, int], regions: str | It
     if not names or h <= 0 or w <= 0:
         return out
     reach = max(float(grow), 0.0) + max(float(feather), 0.0) / 2
-    for name in names:
-        base = "face" if name == "skin" else name
-        win = _window(region_shapes(pts, base), (h, w), reach)
+    features = [n for n in names if n in FEATURES]
+    parts = ([("features", features)] if features else []) + [(n, ["face"]) for n in names if n in ("face", "skin")]
+    for part, bases in parts:
+        win = _window([s for b in bases for s in region_shapes(pts, b)], (h, w), reach)
         if win is None:
             continue
         x0, y0, x1, y1 = win
         py, px = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
-        m = _ramp(_region_sd(pts, base, px, py), grow, feather)
-        if name == "skin":
-            holes = np.min([_region_sd(pts, o, px, py) for o in ("eyes", "brows", "mouth")], 0)
-            m = m * (1.0 - _ramp(holes, -grow, feather))
+        if part == "features":
+            m = _features_mask(pts, features, px, py, grow, feather)
+        else:
+            m = _ramp(_region_sd(pts, "face", px, py), grow, feather)
+            if part == "skin":
+                m = m * (1.0 - _features_mask(pts, ("eyes", "brows", "mouth"), px, py, -grow, feather))
         np.maximum(out[y0:y1, x0:x1], m, out=out[y0:y1, x0:x1])
     return out
 
@@ -304,9 +327,3 @@ def image_region_mask(shape: tuple[int, int], faces: Sequence, regions: str | It
         np.maximum(out, region_mask(face_landmarks(f), shape, regions, grow, feather), out=out)
     return out
 
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float mask to ``size`` (w, h)."""
-    if mask.shape[::-1] == tuple(size):
-        return mask.astype(np.float32)
-    return np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.BILINEAR), np.float32)

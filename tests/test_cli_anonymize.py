@@ -109,6 +109,195 @@ def test_failed_face_policy_and_interrupt(tiny, astronaut, tmp_path, monkeypatch
     assert not list(out2.glob(".*"))                                          # no half-written file
 
 
+# ------------------------------------------------------------------ fast runs with a fake anonymizer
+def parse(*argv):
+    from nullface.cli import build_parser
+    return build_parser().parse_args(["anonymize", *map(str, argv)])
+
+
+def fake_run(*argv, anonymizer=None):
+    from nullface.commands import anonymize as cmd
+    from tests import faces_data as fd
+    return cmd.run(parse(*argv), anonymizer=anonymizer or fd.invert, detector=fd.detector())
+
+
+@pytest.fixture(scope="module")
+def mixed_fast(tmp_path_factory, astronaut):
+    """Every kind of input a folder of real photos holds."""
+    src = tmp_path_factory.mktemp("mixed")
+    (src / "people" / "deep").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0110] = "Secret Phone 12"                                     # camera model
+    exif[0x0112] = 6                                                     # orientation: turn 90 degrees
+    turned = Image.fromarray(astronaut).rotate(90, expand=True)          # as a phone stores it
+    turned.save(src / "people" / "phone.jpg", exif=exif, quality=95)
+    Image.fromarray(astronaut).save(src / "people" / "deep" / "astronaut.png")
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(src / "wall.png")                  # no face
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")                      # corrupt
+    (src / "notes.txt").write_text("not an image")                                                # ignored
+    Image.fromarray(astronaut).convert("L").save(src / "people" / "gray.png")                     # grayscale
+    rgba = np.concatenate([astronaut, np.full((512, 512, 1), 180, np.uint8)], -1)
+    Image.fromarray(rgba).save(src / "people" / "rgba.png")                                        # RGBA
+    Image.fromarray((np.asarray(Image.fromarray(astronaut).convert("L")).astype(np.uint16) * 257)).save(
+        src / "people" / "sixteen.png")                                                           # 16-bit
+    Image.fromarray(astronaut).resize((4000, 3000)).save(src / "huge.jpg", quality=85)           # huge
+    Image.fromarray(astronaut).resize((16, 16)).save(src / "tiny.png")                            # tiny
+    return src
+
+
+def test_mixed_folder_fast(mixed_fast, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = fake_run(mixed_fast, "-o", out)
+    report = json.loads((out / "report.json").read_text())
+    files = report["files"]
+    good = ["people/phone.jpg", "people/deep/astronaut.png", "people/gray.png", "people/rgba.png",
+            "people/sixteen.png", "huge.jpg"]
+    assert set(files) == set(good) | {"wall.png", "broken.jpg", "tiny.png"}
+    for name in good:
+        e = files[name]
+        assert e["status"] == "done" and e["faces_found"] >= 1 and e["anonymized"] == e["faces_found"], (name, e)
+        assert (out / name).is_file() and e["faces"][0]["status"] == "anonymized"
+    assert files["broken.jpg"]["status"] == "error" and "corrupt" in files["broken.jpg"]["error"]
+    assert files["wall.png"]["status"] == "no_face" and files["tiny.png"]["status"] == "no_face"
+    assert not (out / "wall.png").exists() and not (out / "broken.jpg").exists() and not (out / "notes.txt").exists()
+    phone = Image.open(out / "people" / "phone.jpg")
+    assert phone.size == (512, 512) and not phone.getexif() and "exif" not in phone.info      # upright, clean
+    assert Image.open(out / "people" / "rgba.png").mode == "RGBA"
+    assert np.all(np.asarray(Image.open(out / "people" / "rgba.png"))[..., 3] == 180)
+    assert Image.open(out / "people" / "gray.png").mode == "L"
+    assert Image.open(out / "huge.jpg").size == (4000, 3000)
+    before = np.asarray(Image.open(mixed_fast / "people" / "deep" / "astronaut.png"))
+    after = np.asarray(Image.open(out / "people" / "deep" / "astronaut.png"))
+    changed = np.any(before != after, -1)
+    assert changed.any() and changed.mean() < 0.25 and not changed[:, 420:].any()   # only the faces changed
+    t = report["totals"]
+    assert (t["files"], t["files_done"], t["files_error"], t["files_no_face"]) == (9, 6, 1, 2)
+    assert t["faces_anonymized"] == t["faces_found"] >= 6 and t["faces_failed"] == 0
+    assert code == 1                                                        # a corrupt file and two without faces
+    printed = capsys.readouterr().out
+    assert "huge.jpg" in printed and "Report:" in printed
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]        # no temp files left
+
+
+def test_resume_skips_done_files_and_retries_the_rest(tmp_path, astronaut, caplog):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(astronaut[:, ::-1]).save(src / "b.png")
+    Image.fromarray(np.full((100, 100, 3), 50, np.uint8)).save(src / "empty.png")
+    out = tmp_path / "out"
+    calls = []
+
+    def counting(image, crops):
+        calls.append(len(crops))
+        return [255 - c.image for c in crops]
+
+    assert fake_run(src, "-o", out, anonymizer=counting) == 1                # empty.png: no face (error)
+    first = (out / "a.png").stat().st_mtime_ns
+    n = len(calls)
+    assert fake_run(src, "-o", out, anonymizer=counting) == 1                # only empty.png is tried again
+    assert len(calls) == n and (out / "a.png").stat().st_mtime_ns == first
+    assert fake_run(src, "-o", out, "--on-no-face", "pass", anonymizer=counting) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["files"]["empty.png"]["status"] == "passed" and (out / "empty.png").is_file()
+    with caplog.at_level("WARNING", logger="nullface"):
+        assert fake_run(src, "-o", out, "--on-no-face", "pass", "--keep", "eyes", anonymizer=counting) == 0
+    assert "--overwrite" in caplog.text and len(calls) == n               # other options: warned, skipped
+    (out / "b.png").unlink()                                              # a lost output is made again
+    assert fake_run(src, "-o", out, "--on-no-face", "pass", anonymizer=counting) == 0
+    assert len(calls) == n + 1 and (out / "b.png").is_file()
+    assert fake_run(src, "-o", out, "--on-no-face", "pass", "--overwrite", anonymizer=counting) == 0
+    assert len(calls) == n + 3
+
+
+def test_outputs_inside_the_input_folder_are_not_taken_as_inputs(tmp_path, astronaut):
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    out = src / "anonymized"
+    assert fake_run(src, "-o", out) == 0
+    assert fake_run(src, "-o", out, "--overwrite") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["files"]) == ["a.png"] and not (out / "anonymized").exists()
+
+
+def test_name_collisions_and_missing_files(tmp_path, astronaut):
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(astronaut).save(tmp_path / d / "same.png")
+    out = tmp_path / "out"
+    code = fake_run(tmp_path / "x" / "same.png", tmp_path / "y" / "same.png", tmp_path / "nope.png", "-o", out)
+    report = json.loads((out / "report.json").read_text())["files"]
+    assert code == 1 and report["nope.png"]["status"] == "error" and "no such file" in report["nope.png"]["error"]
+    assert report["same.png"]["status"] == "done" and (out / "same.png").is_file()
+    clash = report[str((tmp_path / "y" / "same.png").resolve())]
+    assert clash["status"] == "error" and "already written" in clash["error"]
+
+
+def test_interrupt_keeps_finished_files_and_resumes(tmp_path, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in ("a.png", "b.png", "c.png"):
+        Image.fromarray(astronaut).save(src / n)
+    out = tmp_path / "out"
+    seen = []
+
+    def stop_on_second(image, crops):
+        seen.append(1)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return [255 - c.image for c in crops]
+
+    assert fake_run(src, "-o", out, anonymizer=stop_on_second) == 130
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] and list(report["files"]) == ["a.png"] and (out / "a.png").is_file()
+    assert not (out / "b.png").exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert fake_run(src, "-o", out) == 0                                    # resumes with b and c
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["files"]) == ["a.png", "b.png", "c.png"] and not report["interrupted"]
+
+
+def test_an_interrupted_save_leaves_no_half_written_file(tmp_path, astronaut, monkeypatch):
+    from nullface.commands import anonymize as cmd
+    target = tmp_path / "x.png"
+
+    class Boom(KeyboardInterrupt):
+        pass
+
+    def save(self, fh, *a, **k):
+        fh.write(b"half")
+        raise Boom()
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(Boom):
+        cmd.save_image(astronaut, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_image_modes(tmp_path, astronaut):
+    from nullface.commands.anonymize import read_image
+    pil = Image.fromarray(astronaut)
+    pil.convert("P").save(tmp_path / "p.png", transparency=0)
+    pil.convert("CMYK").save(tmp_path / "c.jpg")
+    pil.convert("1").save(tmp_path / "b.png")
+    pil.convert("LA").save(tmp_path / "la.png")
+    Image.fromarray(np.asarray(pil.convert("L")).astype(np.uint16) * 257).save(tmp_path / "16.png")
+    shapes = {n: read_image(tmp_path / n).shape for n in ("p.png", "c.jpg", "b.png", "la.png", "16.png")}
+    assert shapes == {"p.png": (512, 512, 4), "c.jpg": (512, 512, 3), "b.png": (512, 512), "la.png": (512, 512, 4),
+                      "16.png": (512, 512)}
+    sixteen = read_image(tmp_path / "16.png")
+    assert sixteen.dtype == np.uint8 and np.array_equal(sixteen, np.asarray(pil.convert("L")))
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    assert fake_run(tmp_path, "-o", tmp_path / "o", "--keep", "ears") == 2
+    assert "ears" in capsys.readouterr().err
+    from nullface.commands import anonymize as cmd
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    assert cmd.run(parse(tmp_path, "-o", tmp_path / "o2")) == 2               # no --checkpoint / --faceid
+    assert "--checkpoint" in capsys.readouterr().err
+
+
 def test_globs_keep_structure(tmp_path):
     from nullface.commands.anonymize import collect_inputs
     (tmp_path / "a" / "b").mkdir(parents=True)

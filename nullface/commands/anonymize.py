@@ -1,4 +1,10 @@
-"""``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs."""
+"""``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs.
+
+Outputs mirror the inputs' folder structure under OUTDIR and carry pixels only (no EXIF, no text
+chunks). ``OUTDIR/report.json`` records every file; a run resumes where the last one stopped (files
+recorded as done whose output exists are skipped). Exit status: 0 all good, 1 a face failed or a file
+could not be processed (or had no face with ``--on-no-face error``), 2 bad arguments, 130 interrupted.
+"""
 from __future__ import annotations
 
 import glob
@@ -7,7 +13,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,10 @@ log = logging.getLogger("nullface")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 REPORT = "report.json"
+DONE = ("done", "passed")                       # statuses that resume skips
+# options that change the output; a resumed run with other values warns (use --overwrite to redo)
+OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
+                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure")
 
 
 def add_parser(sub) -> None:
@@ -24,34 +33,43 @@ def add_parser(sub) -> None:
     p = sub.add_parser("anonymize", help="anonymize every face in images, folders or globs",
                        description="Anonymize every face with NullFace and write the results under OUTDIR, "
                                    "keeping the folder structure. Resumes: files already done are skipped.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns "
+                                                              "(quote them: 'photos/**/*.jpg')")
     p.add_argument("-o", "--outdir", required=True, help="output folder (report.json is written there)")
+    p.add_argument("--overwrite", action="store_true", help="process every file again, even those already done")
     m = p.add_argument_group("models")
-    m.add_argument("--checkpoint", required=True, help="SD1.5 .safetensors/.ckpt file or diffusers folder")
-    m.add_argument("--faceid", required=True, help="ip-adapter-faceid_sd15.bin")
+    m.add_argument("--checkpoint", help="SD1.5 .safetensors/.ckpt file or diffusers folder (required)")
+    m.add_argument("--faceid", help="ip-adapter-faceid_sd15.bin (required)")
     m.add_argument("--insightface-root", default=os.path.expanduser("~/.insightface"),
                    help="folder holding models/buffalo_l (default ~/.insightface)")
     m.add_argument("--detector", choices=("auto", "insightface", "dlib"), default="auto",
-                   help="face detector (auto: insightface SCRFD if buffalo_l has it, else dlib)")
+                   help="face detector (auto: insightface SCRFD if buffalo_l has det_10g.onnx, else dlib)")
     m.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     m.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
     g = p.add_argument_group("method (paper defaults)")
     g.add_argument("--steps", type=int, default=d.steps, help=f"T (default {d.steps})")
     g.add_argument("--t-skip", type=int, default=d.t_skip, help=f"T_skip (default {d.t_skip})")
     g.add_argument("--lambda-cfg", type=float, default=d.lambda_cfg, help=f"identity guidance (default {d.lambda_cfg})")
-    g.add_argument("--lambda-id", type=float, default=d.lambda_id, help=f"identity negation scale (default {d.lambda_id})")
+    g.add_argument("--lambda-id", type=float, default=d.lambda_id,
+                   help=f"identity negation scale (default {d.lambda_id})")
     g.add_argument("--ip-scale", type=float, default=d.ip_adapter_scale, help="IP-Adapter scale (default 1.0)")
-    g.add_argument("--mask-delay", type=int, default=d.mask_delay, help=f"steps before the mask (default {d.mask_delay})")
+    g.add_argument("--mask-delay", type=int, default=d.mask_delay,
+                   help=f"steps before the mask (default {d.mask_delay})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed (default 0)")
     g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
     f = p.add_argument_group("faces")
     f.add_argument("--keep", default="", help="regions to keep visible, e.g. eyes,mouth (eyes, brows, nose, "
-                                              "mouth, skin, face)")
+                                              "mouth, skin, face); default: anonymize the whole face")
     f.add_argument("--grow", type=int, default=0, help="grow (+) / shrink (-) the kept regions, crop pixels")
-    f.add_argument("--feather", type=float, default=0.0, help="feather the kept regions, crop pixels")
+    f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
     f.add_argument("--crop-size", type=int, default=512, help="face crop size the model works at (default 512)")
-    f.add_argument("--min-face-size", type=int, default=0, help="ignore faces smaller than this (pixels)")
-    f.add_argument("--score-threshold", type=float, default=0.5, help="detector confidence (insightface)")
+    f.add_argument("--zoom", type=float, default=1.0, help="crop framing: 1.0 = FFHQ alignment, larger = wider")
+    f.add_argument("--min-face-size", type=int, default=0, help="ignore faces smaller than this (pixels; "
+                                                                "ignored faces are listed in the report)")
+    f.add_argument("--max-faces", type=int, default=0, help="anonymize at most this many faces per image, "
+                                                            "largest first; the rest get --on-failure (0 = all)")
+    f.add_argument("--score-threshold", type=float, default=0.5, help="insightface detection confidence "
+                                                                      "(default 0.5; dlib uses its own, 0)")
     f.add_argument("--on-failure", choices=("error", "blur", "pixelate", "keep"), default="error",
                    help="a face that cannot be anonymized: error (the file fails, nothing written), blur, "
                         "pixelate, or keep (loud warning)")
@@ -65,17 +83,30 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for every image named by files, folders and globs."""
+# ------------------------------------------------------------------------------------------------ inputs
+def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for every image named by files, folders and globs.
+
+    Files under ``exclude`` (the output folder) are skipped so that outputs are never taken as inputs.
+    A name that matches nothing is kept, to be reported as missing.
+    """
     found: dict[Path, Path] = {}
+    skip = exclude.resolve() if exclude is not None else None
+
+    def add(f: Path, rel: Path) -> None:
+        r = f.resolve()
+        if skip is not None and (r == skip or skip in r.parents):
+            return
+        found.setdefault(r, rel)
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTS:
-                    found.setdefault(f.resolve(), f.relative_to(path))
+                    add(f, f.relative_to(path))
         elif path.is_file():
-            found.setdefault(path.resolve(), Path(path.name))
+            add(path, Path(path.name))
         else:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -90,47 +121,75 @@ def collect_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
                         rel = mp.relative_to(base)
                     except ValueError:
                         rel = Path(mp.name)
-                    found.setdefault(mp.resolve(), rel)
+                    add(mp, rel)
     return sorted(((f, r) for f, r in found.items()), key=lambda x: str(x[1]))
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+def read_image(path: Path) -> np.ndarray:
+    """Pixels of an image file, upright (EXIF orientation applied): uint8 gray, RGB or RGBA."""
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)          # phone pictures: apply the orientation, drop the EXIF
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, np.float64)
+            top = 65535.0 if arr.max() > 255 else 255.0
+            return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+        if im.mode == "F":
+            arr = np.asarray(im, np.float64)
+            return np.clip(np.round(arr * (255 if arr.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode not in ("RGB", "RGBA", "L"):
+            im = im.convert("RGBA" if "A" in im.getbands() else "L" if im.mode == "1" else "RGB")
+        return np.array(im)
 
 
-def _save_image(image: np.ndarray, target: Path) -> None:
-    """Write without metadata, atomically: a temp file in the same folder, then rename."""
-    from PIL import Image
+def save_image(image: np.ndarray, target: Path) -> None:
+    """Pixels only (no EXIF, ICC or text), atomically: a hidden temp file in the same folder, then rename.
+    Nothing half-written is left behind, whatever interrupts it."""
+    from ..saving import strip_to_pixels
     target.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
            ".tif": "TIFF", ".tiff": "TIFF"}[target.suffix.lower()]
-    img = Image.fromarray(image)
-    if fmt == "JPEG" and img.mode == "RGBA":
+    img = strip_to_pixels(image)
+    if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
         img = img.convert("RGB")
-    tmp = target.with_name(f".{target.name}.part")
     opts = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    with open(tmp, "wb") as fh:
-        img.save(fh, format=fmt, **opts)          # a fresh image from pixels: no EXIF, no text chunks
-    os.replace(tmp, target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            img.save(fh, format=fmt, **opts)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)          # phone pictures: apply the orientation, drop the EXIF
-        if im.mode not in ("RGB", "RGBA", "L"):
-            im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-        return np.asarray(im).copy()
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
+# ------------------------------------------------------------------------------------------------ models
 def build_anonymizer(args):
-    """Load the models once and return (anonymizer, detector, audits) for the photo pipeline."""
+    """Load the models once; (anonymizer, detector) for ``nullface.photo.anonymize_photo``.
+
+    The one place where the CLI meets the diffusion engine (``nullface.models`` / ``nullface.pipeline``).
+    """
+    from ..errors import InputError
     from ..identity import load_face_models
     from ..models import load_pipe
     from ..pipeline import crop_anonymizer, crop_audit
     from ..settings import NullFaceSettings
+    missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
+    if missing:
+        raise InputError(f"{' and '.join(missing)} required: the SD1.5 checkpoint and ip-adapter-faceid_sd15.bin")
     settings = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
                                 lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
                                 mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
@@ -144,65 +203,107 @@ def build_anonymizer(args):
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries), faces.detector
 
 
+def _detector(args):
+    from ..detect import make_detector
+    return make_detector(args.detector, model_dir=args.insightface_root, score_threshold=args.score_threshold,
+                         min_size=args.min_face_size)
+
+
+# ------------------------------------------------------------------------------------------------ running
+def _options(args):
+    from ..photo import PhotoOptions
+    from ..regions import parse_regions
+    return PhotoOptions(crop_size=args.crop_size, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
+                        feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face,
+                        min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
+
+
+def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -> dict:
+    """Anonymize one file into ``target``; the report entry (never raises, except KeyboardInterrupt)."""
+    from ..errors import NullFaceError
+    from ..photo import anonymize_photo
+    entry = {"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0}
+    t0 = time.perf_counter()
+    try:
+        if not src.is_file():
+            raise FileNotFoundError(f"no such file: {src}")
+        try:
+            image = read_image(src)
+        except Exception as exc:
+            raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+        res = anonymize_photo(image, detector, anonymizer, options, name=key)
+        entry.update(res.to_dict())
+        if getattr(anonymizer, "audits", None) is not None:      # --audit: every try of every face
+            entry["audit"] = [a.to_dict() for a in anonymizer.audits]
+            anonymizer.audits.clear()
+        entry["status"] = "passed" if res.found == 0 else "done" if res.failed == 0 else "done_with_policy"
+        save_image(res.image, target)
+        entry["output"] = str(target)
+    except Exception as exc:                                     # reported per file; the run goes on
+        kind = type(exc).__name__
+        entry["status"] = {"NoFaceError": "no_face", "FaceFailedError": "failed"}.get(kind, "error")
+        entry["error"] = str(exc) if isinstance(exc, (NullFaceError, ValueError, OSError)) else f"{kind}: {exc}"
+        entry["faces_found"] = getattr(exc, "faces_found", 0)
+        entry["failed"] = getattr(exc, "faces_failed", 0)
+        log.error("%s: %s", key, entry["error"])
+        if getattr(anonymizer, "audits", None):
+            anonymizer.audits.clear()
+    entry["seconds"] = round(time.perf_counter() - t0, 3)
+    return entry
+
+
 def run(args, anonymizer=None, detector=None) -> int:
+    """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends)."""
     from tqdm import tqdm
 
     from ..errors import NullFaceError
-    from ..photo import PhotoOptions, anonymize_photo
-    from ..regions import parse_regions
     outdir = Path(args.outdir)
+    try:
+        options = _options(args)
+    except NullFaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     outdir.mkdir(parents=True, exist_ok=True)
-    options = PhotoOptions(crop_size=args.crop_size, keep=parse_regions(args.keep), grow=args.grow,
-                           feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face).validate()
-    files = collect_inputs(args.inputs)
+    files = collect_inputs(args.inputs, exclude=outdir)
     report_path = outdir / REPORT
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     entries: dict = report.get("files", {})
-    report.update({"tool": "nullface anonymize", "options": {k: v for k, v in vars(args).items()
-                                                               if isinstance(v, (str, int, float, bool, list))}})
-    if anonymizer is None:
-        anonymizer, detector = build_anonymizer(args)
+    current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    changed = sorted(k for k in OUTPUT_OPTIONS if k in report.get("options", {})
+                     and report["options"][k] != current.get(k))
+    if changed and not getattr(args, "overwrite", False) and any(e.get("status") in DONE for e in entries.values()):
+        log.warning("resuming with other options than the files already done (%s): those files are skipped; "
+                    "use --overwrite to redo them", ", ".join(changed))
+    report.update({"tool": "nullface anonymize", "options": current})
+    todo = [(s, r) for s, r in files if getattr(args, "overwrite", False)
+            or not (entries.get(str(r), {}).get("status") in DONE and (outdir / r).is_file())]
+    skipped = len(files) - len(todo)
+    if skipped:
+        log.info("resuming: %d file(s) already done are skipped", skipped)
     interrupted = False
-    bar = tqdm(files, desc="anonymize", unit="file", file=sys.stderr, disable=None)
+    try:
+        if todo and anonymizer is None:
+            anonymizer, detector = build_anonymizer(args)
+        elif todo and detector is None:
+            detector = _detector(args)
+    except NullFaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outputs: dict[str, Path] = {}
+    bar = tqdm(todo, desc="anonymize", unit="file", file=sys.stderr, disable=None)
     try:
         for src, rel in bar:
             key = str(rel)
-            target = outdir / rel
-            old = entries.get(key)
-            if old and old.get("status") in ("done", "passed") and target.is_file():
-                bar.set_postfix_str(f"skip {key}")
-                continue
-            entry = {"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0}
-            t0 = time.perf_counter()
-            try:
-                if not src.is_file():
-                    raise FileNotFoundError(f"no such file: {src}")
-                try:
-                    image = _read_image(src)
-                except Exception as exc:
-                    raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
-                res = anonymize_photo(image, detector, anonymizer, options, name=key)
-                entry.update(faces_found=res.found, anonymized=res.anonymized, failed=res.failed,
-                             faces=[f.to_dict() for f in res.faces])
-                if getattr(anonymizer, "audits", None) is not None:      # --audit: every try of every face
-                    entry["audit"] = [a.to_dict() for a in anonymizer.audits]
-                    anonymizer.audits.clear()
-                if res.found == 0:
-                    entry["status"] = "passed"                  # no face, passed through (policy 'pass')
-                else:
-                    entry["status"] = "done" if res.failed == 0 else "done_with_policy"
-                _save_image(res.image, target)
-                entry["output"] = str(target)
-            except KeyboardInterrupt:
-                raise
-            except (NullFaceError, ValueError, OSError) as exc:
-                kind = type(exc).__name__
-                entry["status"] = {"NoFaceError": "no_face", "FaceFailedError": "failed"}.get(kind, "error")
-                entry["error"] = str(exc)
-                entry["faces_found"] = getattr(exc, "faces_found", 0)
-                entry["failed"] = getattr(exc, "faces_failed", 0)
-                log.error("%s: %s", key, exc)
-            entry["seconds"] = round(time.perf_counter() - t0, 3)
+            bar.set_postfix_str(key[-40:])
+            if key in outputs and outputs[key] != src:           # two inputs, one output name
+                entry = {"input": str(src), "output": None, "status": "error", "faces_found": 0, "anonymized": 0,
+                         "failed": 0, "error": f"its output {key} is already written from {outputs[key]}: "
+                                               "rename one of them or run them separately"}
+                log.error("%s: %s", src, entry["error"])
+                key = str(src)
+            else:
+                outputs[key] = src
+                entry = _process(src, key, outdir / rel, detector, anonymizer, options)
             entries[key] = entry
             report["files"] = entries
             _write_json(report_path, _with_totals(report))
@@ -212,8 +313,9 @@ def run(args, anonymizer=None, detector=None) -> int:
     finally:
         bar.close()
     report["files"] = entries
+    report["interrupted"] = interrupted
     _write_json(report_path, _with_totals(report))
-    _print_summary(report, report_path)
+    _print_summary(report, report_path, skipped)
     if interrupted:
         return 130
     t = report["totals"]
@@ -232,11 +334,12 @@ def _with_totals(report: dict) -> dict:
         "faces_found": sum(e.get("faces_found", 0) for e in files),
         "faces_anonymized": sum(e.get("anonymized", 0) for e in files),
         "faces_failed": sum(e.get("failed", 0) for e in files),
+        "faces_ignored": sum(e.get("ignored", 0) for e in files),
     }
     return report
 
 
-def _print_summary(report: dict, path: Path) -> None:
+def _print_summary(report: dict, path: Path, skipped: int = 0) -> None:
     rows = [("file", "status", "found", "anonymized", "failed")]
     for key, e in report.get("files", {}).items():
         rows.append((key, e.get("status", "?"), str(e.get("faces_found", 0)), str(e.get("anonymized", 0)),
@@ -247,5 +350,8 @@ def _print_summary(report: dict, path: Path) -> None:
     t = report["totals"]
     print(f"\n{t['files']} file(s): {t['files_done']} anonymized, {t['files_passed_without_face']} without face "
           f"(passed), {t['files_no_face']} without face (error), {t['files_failed']} failed, {t['files_error']} "
-          f"unreadable; faces: {t['faces_found']} found, {t['faces_anonymized']} anonymized, "
-          f"{t['faces_failed']} failed. Report: {path}")
+          f"unreadable or errored" + (f", {skipped} skipped (already done)" if skipped else "")
+          + f"; faces: {t['faces_found']} found, {t['faces_anonymized']} anonymized, {t['faces_failed']} failed"
+          + (f", {t['faces_ignored']} ignored (too small)" if t["faces_ignored"] else "")
+          + (". INTERRUPTED: run the same command again to resume" if report.get("interrupted") else "")
+          + f". Report: {path}")

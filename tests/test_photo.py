@@ -1,0 +1,226 @@
+"""Whole photos with fake anonymizers: batching, exactness outside faces, failure and no-face policies."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nullface.crop import crop_face, region_in_image
+from nullface.detect import DetectedFace
+from nullface.errors import FaceFailedError, InputError, NoFaceError
+from nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch
+from nullface.policy import apply_failure, no_face, obscure
+from tests import faces_data as fd
+from tests.faces_data import FixedDetector, failing, identity, invert
+
+
+
+def t1_detector():
+    return FixedDetector(fd.faces("t1"))
+
+
+def astro_detector():
+    return FixedDetector(fd.faces("astronaut")[:1])
+
+
+def allowed_region(image, faces, options=PhotoOptions()):
+    return np.logical_or.reduce([region_in_image(image.shape, crop_face(image, f, options.crop_size, options.zoom))
+                                 for f in faces])
+
+
+def test_identity_round_trip_is_exact_and_batched():
+    calls = []
+
+    def spy(image, crops):
+        calls.append(len(crops))
+        return identity(image, crops)
+
+    res = anonymize_photo(fd.image("t1"), t1_detector(), spy, PhotoOptions(batch=8))
+    assert res.found == 6 and res.anonymized == 6 and res.failed == 0
+    assert np.array_equal(res.image, fd.image("t1"))
+    assert sum(calls) == 6 and len(calls) < 6 and max(calls) > 1      # several faces per call
+    assert res.counts == {"faces_found": 6, "anonymized": 6, "failed": 0, "policies": {}, "ignored": 0}
+
+
+def test_a_changing_anonymizer_touches_only_face_regions():
+    img = fd.image("t1")
+    res = anonymize_photo(img, t1_detector(), invert)
+    changed = np.any(res.image != img, -1)
+    assert changed.sum() > 20000
+    assert not np.any(changed & ~allowed_region(img, fd.faces("t1"))), "a pixel outside every face changed"
+    for f in fd.faces("t1"):
+        x, y = f.kps[2].astype(int)
+        assert changed[y, x]
+
+
+def test_crops_carry_the_kept_regions_as_zeros():
+    seen = []
+
+    def look(image, crops):
+        seen.extend(crops)
+        return invert(image, crops)
+
+    anonymize_photo(fd.image("astronaut"), astro_detector(), look, PhotoOptions(keep=("eyes", "mouth")))
+    c = seen[0]
+    assert c.mask.shape == (512, 512) and c.mask.dtype == np.float32 and 0 < c.mask.mean() < 1
+    for x, y in c.kps[[0, 1, 3, 4]]:
+        assert c.mask[int(y), int(x)] == 0
+    x, y = c.kps[2]
+    assert c.mask[int(y), int(x)] == 1
+    seen.clear()
+    anonymize_photo(fd.image("astronaut"), astro_detector(), look)
+    assert seen[0].mask is None                                   # nothing kept: the whole crop
+
+
+def test_external_mask_option():
+    img = fd.image("astronaut")
+    ext = np.zeros(img.shape[:2], np.float32)
+    ext[:, :220] = 1                                              # keep the left half of her face
+    seen = []
+
+    def look(image, crops):
+        seen.extend(crops)
+        return invert(image, crops)
+
+    anonymize_photo(img, astro_detector(), look, PhotoOptions(external_mask=ext))
+    m, k = seen[0].mask, seen[0].kps
+    assert m[int(k[0, 1]), int(k[0, 0])] == 0 and m[int(k[1, 1]), int(k[1, 0])] == 1
+    with pytest.raises(InputError, match="external mask"):
+        anonymize_photo(img, astro_detector(), invert, PhotoOptions(external_mask=ext[:10]))
+    with pytest.raises(InputError, match="external_mask_means"):
+        PhotoOptions(external_mask_means="maybe").validate()
+
+
+def test_overlapping_faces_run_in_rounds_largest_on_top():
+    face = fd.faces("astronaut")[0]
+    other = DetectedFace(face.bbox + 30, face.score, face.kps + 30, face.landmarks68 + 30, "dlib")
+    calls = []
+
+    def count(image, crops):
+        calls.append(len(crops))
+        return invert(image, crops)
+
+    res = anonymize_photo(fd.image("astronaut"), FixedDetector([face, other]), count, PhotoOptions(batch=8))
+    assert calls == [1, 1] and res.anonymized == 2              # overlapping: never in the same round
+
+
+def test_failure_policy_error_names_image_and_face():
+    with pytest.raises(FaceFailedError, match=r"face 0 of portrait.png .*out of memory"):
+        anonymize_photo(fd.image("astronaut"), astro_detector(), failing, name="portrait.png")
+
+    def explode(image, crops):
+        raise RuntimeError("CUDA error")
+
+    with pytest.raises(FaceFailedError, match="CUDA error"):
+        anonymize_photo(fd.image("astronaut"), astro_detector(), explode)
+    with pytest.raises(FaceFailedError, match="expected uint8"):
+        anonymize_photo(fd.image("astronaut"), astro_detector(), lambda im, cs: [c.image[:10] for c in cs])
+    with pytest.raises(FaceFailedError, match="returned 0 results"):
+        anonymize_photo(fd.image("astronaut"), astro_detector(), lambda im, cs: [])
+
+
+@pytest.mark.parametrize("policy", ["blur", "pixelate"])
+def test_blur_and_pixelate_hide_the_face_inside_its_region_only(policy):
+    img = fd.image("astronaut")
+    face = fd.faces("astronaut")[0]
+    res = anonymize_photo(img, astro_detector(), failing, PhotoOptions(on_failure=policy))
+    assert res.failed == 1 and res.anonymized == 0 and res.faces[0].policy == policy
+    assert "out of memory" in res.faces[0].error and res.counts["policies"] == {policy: 1}
+    region = allowed_region(img, [face])
+    changed = np.any(res.image != img, -1)
+    assert not np.any(changed & ~region)
+    x1, y1, x2, y2 = face.bbox.astype(int)
+    before, after = img[y1:y2, x1:x2].astype(float), res.image[y1:y2, x1:x2].astype(float)
+    # the detail (local contrast) of the face is gone
+    detail = lambda a: np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
+    assert detail(after) < 0.5 * detail(before)
+    assert np.abs(after - before).mean() > 8
+
+
+def test_keep_policy_warns_loudly_and_reports(caplog):
+    img = fd.image("astronaut")
+    with caplog.at_level(logging.WARNING, logger="nullface"):
+        res = anonymize_photo(img, astro_detector(), failing, PhotoOptions(on_failure="keep"))
+    assert "KEPT UNCHANGED" in caplog.text and res.failed == 1 and res.faces[0].policy == "keep"
+    assert np.array_equal(res.image, img)
+
+
+def test_one_face_failing_does_not_stop_the_others():
+    half = lambda image, crops: [255 - crops[0].image] + [RuntimeError("x")] * (len(crops) - 1)  # noqa: E731
+    res = anonymize_photo(fd.image("t1"), t1_detector(), half, PhotoOptions(on_failure="pixelate", batch=8))
+    assert res.found == 6 and res.anonymized >= 1 and res.failed == 6 - res.anonymized
+    assert [f.status for f in res.faces].count("failed") == res.failed
+
+
+def test_no_face_policies():
+    blank = np.full((200, 300, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="blank.png"):
+        anonymize_photo(blank, fd.detector(), invert, name="blank.png")
+    res = anonymize_photo(blank, fd.detector(), invert, PhotoOptions(on_no_face="pass"))
+    assert res.found == 0 and res.image is blank
+    with pytest.raises(NoFaceError):
+        no_face("x", "error")
+
+
+def test_min_size_score_and_max_faces():
+    img = fd.image("t1")
+    sizes = sorted(f.size for f in fd.faces("t1"))
+    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(min_face_size=sizes[-1]))
+    assert res.found == sum(s >= sizes[-1] for s in sizes) and len(res.ignored) == 6 - res.found
+    assert res.ignored[0]["reason"] == "smaller than min_face_size"
+    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(score_threshold=1.0))
+    expected = sum(f.score >= 1.0 for f in fd.faces("t1"))
+    assert 0 < res.found == expected < 6 and len(res.ignored) == 6 - expected
+    with pytest.raises(FaceFailedError, match="max_faces=2"):          # fail closed: extra faces are not skipped
+        anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2))
+    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2, on_failure="blur"))
+    assert res.anonymized == 2 and res.failed == 4 and all(f.policy == "blur" for f in res.faces[2:])
+
+
+def test_image_layouts():
+    img = fd.image("astronaut")
+    gray = np.asarray(Image.fromarray(img).convert("L"))
+    res = anonymize_photo(gray, astro_detector(), invert)
+    assert res.image.shape == gray.shape and res.image.dtype == np.uint8       # gray stays gray
+    outside = ~allowed_region(img, fd.faces("astronaut")[:1])
+    assert np.array_equal(res.image[outside], gray[outside])
+    res = anonymize_photo(gray[..., None], astro_detector(), invert)
+    assert res.image.shape == gray.shape + (1,)
+    rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 200, np.uint8)], -1)
+    res = anonymize_photo(rgba, astro_detector(), invert)
+    assert res.image.shape == rgba.shape and np.all(res.image[..., 3] == 200)
+    tiny = np.full((16, 16, 3), 90, np.uint8)
+    assert anonymize_photo(tiny, fd.detector(), invert, PhotoOptions(on_no_face="pass")).found == 0
+    with pytest.raises(InputError, match="empty"):
+        anonymize_photo(np.zeros((0, 0, 3), np.uint8), fd.detector(), invert)
+    with pytest.raises(InputError, match="uint8"):
+        as_rgb(img.astype(np.float32))
+    with pytest.raises(InputError, match="shape"):
+        as_rgb(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(InputError, match="crop_size"):
+        PhotoOptions(crop_size=100).validate()
+    with pytest.raises(InputError, match="policy"):
+        PhotoOptions(on_failure="ignore").validate()
+
+
+def test_detect_batch_names_every_image_without_a_face():
+    blank = np.full((200, 300, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match=r"image 1, image 2 \(of 3\)"):
+        detect_batch([fd.image("astronaut"), blank, blank], fd.detector())
+    found = detect_batch([fd.image("astronaut"), blank], fd.detector(), on_no_face="pass")
+    assert [len(f) > 0 for f in found.faces] == [True, False] and found.count() >= 1
+    assert found.sizes == [(512, 512), (200, 300)] and found.flat()[0][:2] == (0, 0)
+
+
+def test_policy_helpers_touch_only_the_region():
+    img = fd.image("astronaut")
+    region = np.zeros(img.shape[:2], bool)
+    region[100:200, 150:300] = True
+    for how in ("blur", "pixelate"):
+        out = obscure(img, region, how, 90)
+        assert np.array_equal(out[~region], img[~region]) and not np.array_equal(out[region], img[region])
+    assert apply_failure(img, region, 90, "keep", "face 0", "x") is img
+    with pytest.raises(InputError):
+        obscure(img, region, "swirl", 90)
