@@ -192,8 +192,10 @@ class NullFaceAnonymizePhoto:
         keeps = masks_to_numpy(keep_mask, len(arrays))
         audit = None
         if audit_tries:
-            from nullface.audit import DlibRecognizer
-            audit = crop_audit([DlibRecognizer()])
+            if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
+                from nullface.audit import DlibRecognizer
+                self._dlib = DlibRecognizer()
+            audit = crop_audit([self._dlib])
         cb = step_callback(s.inversion_steps + s.sample_steps)
         run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                               callback=lambda info: cb(info))
