@@ -190,3 +190,20 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
     out, report, n = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "pass",
                                                           10, 7, 10.0, 1.0, 1.0, 2, 0, 64)
     assert n == 0 and torch.equal(out, blank) and "no face" in report
+
+
+def test_anonymize_photo_node_reports_the_audit(pack, tiny, astronaut):
+    from nullface.detect import DlibDetector
+    fm = FaceModels(detector=DlibDetector(), arcface=ArcFace(find_buffalo(tiny["insightface_root"]) /
+                                                                "w600k_r50.onnx"))
+    image = torch.from_numpy(astronaut[None].astype(np.float32) / 255)
+    (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
+    cls = pack.NODE_CLASS_MAPPINGS["NullFaceAnonymizePhoto"]
+    inst = cls()
+    out, report, n = inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 2, 0, 64,
+                                    audit_tries=2)
+    lines = [ln for ln in report.splitlines() if ln.strip().startswith("audit")]
+    assert lines and all(("pass after 1" in ln) or ("FAIL after 2" in ln) or ("pass after 2" in ln) for ln in lines)
+    first = inst._dlib
+    inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 2, 0, 64, audit_tries=1)
+    assert inst._dlib is first                                      # the recognizer is loaded once
