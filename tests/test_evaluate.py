@@ -213,7 +213,7 @@ def test_table_layout():
 
 
 def test_eval_with_arcface_root(tmp_path, astronaut, capsys):
-    """--insightface-root adds ArcFace (here LEAD's tiny random-weight stand-in with ArcFace's signature)."""
+    """--insightface-root adds ArcFace (here the tiny random-weight stand-in with ArcFace's signature)."""
     from tests.tiny_models import save_arcface_onnx
     root = tmp_path / "insightface"
     save_arcface_onnx(root / "models" / "buffalo_l" / "w600k_r50.onnx")
