@@ -245,3 +245,19 @@ def test_bad_inputs_get_clear_errors(pipe, faces, identity):
         anonymize_face(pipe, faces[:1], NullFaceSettings(t_skip=101), embeddings=e)
     with pytest.raises(InputError, match="512 finite"):
         anonymize_face(pipe, faces[:1], s, embeddings=[np.full(512, np.nan, np.float32)])
+
+
+@torch.no_grad()
+def test_reduced_precision_path_keeps_latent_math_in_float32(tiny, faces, identity):
+    """The networks run in the pipe's dtype (fp16 on CUDA; bf16 here on the CPU) while the inversion,
+    guidance and schedule arithmetic stays float32; the result matches float32 closely."""
+    half = load_pipe(tiny["sd15"], tiny["faceid_bin"], device="cpu", dtype="bf16")
+    assert half.unet.dtype == torch.bfloat16
+    s = NullFaceSettings(steps=10, t_skip=7)
+    inv = invert_images(half, faces[:1], s)
+    assert inv.zs.dtype == torch.float32 and inv.x_start.dtype == torch.float32
+    out = anonymize_face(half, faces[:1], s, embeddings=[identity[0]])
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    full = load_pipe(tiny["sd15"], tiny["faceid_bin"], device="cpu", dtype="fp32")
+    ref = anonymize_face(full, faces[:1], s, embeddings=[identity[0]])
+    assert (out - ref).abs().mean() < 0.05
