@@ -195,7 +195,11 @@ class NullFaceAnonymizePhoto:
             if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
                 from nullface.audit import DlibRecognizer
                 self._dlib = DlibRecognizer()
-            audit = crop_audit([self._dlib])
+            recognizers = [self._dlib]
+            if face_models.arcface is not None:          # buffalo_l present: ArcFace as a second opinion
+                from nullface.audit import ArcFaceRecognizer
+                recognizers.append(ArcFaceRecognizer(face_models.arcface))
+            audit = crop_audit(recognizers)
         cb = step_callback(s.inversion_steps + s.sample_steps)
         run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                               callback=lambda info: cb(info))

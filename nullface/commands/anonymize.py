@@ -198,8 +198,11 @@ def build_anonymizer(args):
     pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
     audit = None
     if args.audit:
-        from ..audit import DlibRecognizer
-        audit = crop_audit([DlibRecognizer(threshold=args.audit_threshold)])
+        from ..audit import ArcFaceRecognizer, DlibRecognizer
+        recognizers = [DlibRecognizer(threshold=args.audit_threshold)]
+        if faces.arcface is not None:                    # buffalo_l present: ArcFace as a second opinion
+            recognizers.append(ArcFaceRecognizer(faces.arcface))
+        audit = crop_audit(recognizers)
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries), faces.detector
 
 
