@@ -72,24 +72,6 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-def model_folder_files(kind: str) -> list[str]:
-    """File names ComfyUI knows in a models folder kind (``checkpoints``...); empty outside ComfyUI."""
-    try:
-        import folder_paths
-        return list(folder_paths.get_filename_list(kind))
-    except Exception:
-        return []
-
-
-def models_dir() -> str | None:
-    """ComfyUI's models folder, or None outside ComfyUI."""
-    try:
-        import folder_paths
-        return folder_paths.models_dir
-    except Exception:
-        return None
-
-
 def free_comfy_memory(models: bool = True) -> None:
     """Ask ComfyUI to unload its own models (our pipeline lives outside its model management)."""
     try:

@@ -1,7 +1,6 @@
 """The method's steps as nodes: embed, negate, invert, sample (eqs. 3-4), region mask, and all in one."""
 from __future__ import annotations
 
-import torch
 
 from nullface import masks as M
 from nullface.identity import negate_identities

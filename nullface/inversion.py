@@ -38,12 +38,6 @@ class Inversion:
     def batch(self) -> int:
         return int(self.x0.shape[0])
 
-    def select(self, index: int) -> "Inversion":
-        """The inversion of one image of the batch."""
-        sl = slice(index, index + 1)
-        return Inversion(self.x0[sl], self.x_start[sl], self.zs[:, sl], self.schedule, self.t_skip, self.seed,
-                         self.ip_adapter_scale, self.image_size, self.unet_evals)
-
 
 def sample_noisy_latents(x0: torch.Tensor, schedule: Schedule, first: int, seed: int) -> dict[int, torch.Tensor]:
     """x_k = sqrt(ᾱ) x0 + sqrt(1-ᾱ) n_k with independent n_k, for k = T-1 down to ``first``.

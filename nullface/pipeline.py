@@ -6,15 +6,15 @@ Each step is a function of its own (the ComfyUI nodes wrap them one by one);
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .denoiser import PipeDenoiser
-from .errors import FaceFailedError, InputError
-from .identity import FaceEmbedding, FaceModels, IdentityCondition, embed_faces, negate_identities
+from .errors import FaceFailedError, InputError, ModelFileError
+from .identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
+                       negate_identities)
 from .imageio import check_face_images, check_masks, to_nhwc
 from .inversion import Inversion, invert
 from .masks import latent_mask
@@ -133,11 +133,6 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
     return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
 
 
-def with_overrides(settings: NullFaceSettings, **changes) -> NullFaceSettings:
-    """A validated copy of ``settings`` with some fields changed."""
-    return replace(settings, **changes).validate()
-
-
 def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
                     audit=None, max_tries: int = 1, callback: Callback = None):
     """The diffusion engine as a ``nullface.photo`` anonymizer: ``f(image, crops) -> results``.
@@ -150,8 +145,6 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     """
     from .audit import anonymize_with_audit
     if face_models is None or face_models.arcface is None:
-        from .identity import BUFFALO_HINT
-        from .errors import ModelFileError
         raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
 
     def run(image: np.ndarray, crops: list) -> list:
@@ -196,9 +189,8 @@ def crop_audit(recognizers):
 
     def audit(original: np.ndarray, result: np.ndarray, crop) -> object:
         f = crop.face
-        lm = None if f.landmarks68 is None else crop.to_crop(f.landmarks68).astype(np.float32)
-        corners = crop.to_crop(np.array([[f.bbox[0], f.bbox[1]], [f.bbox[2], f.bbox[3]]]))
+        corners = crop.to_crop(np.reshape(np.asarray(f.bbox, np.float64), (2, 2)))
         box = np.array([*corners.min(0), *corners.max(0)], np.float32)
-        face = DetectedFace(box, f.score, crop.to_crop(f.kps).astype(np.float32), lm, f.backend)
+        face = DetectedFace(box, f.score, crop.kps, crop.landmarks68, f.backend)   # the face in crop coordinates
         return audit_face(original, result, face, recognizers)
     return audit

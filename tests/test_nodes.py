@@ -1,7 +1,6 @@
 """ComfyUI node contracts and end-to-end runs on the tiny models, without ComfyUI."""
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import numpy as np
