@@ -393,6 +393,15 @@ def _identity(g: Graph, face_models: Node, image: Out, lambda_id: float | None =
     return emb, g.add("NullFaceNegateIdentity", title, embeddings=emb["embeddings"], **values)
 
 
+def _save_and_compare(g: Graph, original: Out, result: Out, prefix: str | None = None) -> Graph:
+    """Save the result without metadata and preview it next to the original."""
+    values = {} if prefix is None else {"filename_prefix": prefix}
+    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=result, **values)
+    both = g.add("ImageBatch", "Before | after", image1=original, image2=result)
+    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
+    return g
+
+
 def full_face(specs) -> Graph:
     g = Graph("nullface_full_face", specs)
     img = g.add("LoadImage", "Load aligned face (512x512)", image=FACE_IMAGE)
@@ -400,34 +409,12 @@ def full_face(specs) -> Graph:
     emb, ident = _identity(g, fm, img["IMAGE"])
     inv = g.add("NullFaceInversion", pipe=pipe["pipe"], image=img["IMAGE"])
     out = g.add("NullFaceSampler", pipe=pipe["pipe"], inversion=inv["inversion"], identity=ident["identity"])
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=out["image"])
-    both = g.add("ImageBatch", "Before | after", image1=img["IMAGE"], image2=out["image"])
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
-    return g
+    return _save_and_compare(g, img["IMAGE"], out["image"])
 
 
 def keep_eyes_mouth(specs) -> Graph:
-    g = Graph("nullface_keep_eyes_mouth", specs)
-    if "NullFaceFaceRegionMask" in specs:   # landmarks -> eyes+mouth mask (nodes/photo.py)
-        return _keep_eyes_mouth_detected(g)
-    img = g.add("LoadImage", "Load aligned face: paint eyes + mouth in the Mask Editor (white = keep)",
-                image=FACE_IMAGE)
-    pipe, fm = _models(g)
-    emb, ident = _identity(g, fm, img["IMAGE"])
-    keep = g.add("NullFaceRegionMask", "Painted mask = keep (eyes, mouth stay visible)", mask=img["MASK"],
-                 mask_means="keep", grow=4, feather=0.0)
-    inv = g.add("NullFaceInversion", pipe=pipe["pipe"], image=img["IMAGE"])
-    out = g.add("NullFaceSampler", pipe=pipe["pipe"], inversion=inv["inversion"], identity=ident["identity"],
-                mask=keep["anonymize_mask"])
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=out["image"],
-          filename_prefix="anonymized_keep_eyes_mouth")
-    both = g.add("ImageBatch", "Before | after", image1=img["IMAGE"], image2=out["image"])
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
-    return g
-
-
-def _keep_eyes_mouth_detected(g: Graph) -> Graph:
     """Detect -> aligned crops -> landmark eyes+mouth mask (keep) -> the method on the crops -> paste back."""
+    g = Graph("nullface_keep_eyes_mouth", specs)
     img = g.add("LoadImage", "Load a photo (any size; every face is processed)", image=FACE_IMAGE)
     pipe, fm = _models(g)
     faces = g.add("NullFaceDetectFaces", face_models=fm["face_models"], image=img["IMAGE"])
@@ -443,11 +430,7 @@ def _keep_eyes_mouth_detected(g: Graph) -> Graph:
                 mask=keep["anonymize_mask"])
     pasted = g.add("NullFacePasteFaces", "Paste the anonymized faces back", image=img["IMAGE"],
                    crop_info=crops["crop_info"], anonymized_crops=out["image"])
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=pasted["image"],
-          filename_prefix="anonymized_keep_eyes_mouth")
-    both = g.add("ImageBatch", "Before | after", image1=img["IMAGE"], image2=pasted["image"])
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
-    return g
+    return _save_and_compare(g, img["IMAGE"], pasted["image"], "anonymized_keep_eyes_mouth")
 
 
 def _regions(g: Graph) -> list[str]:
@@ -486,11 +469,7 @@ def attribute_prompt(specs) -> Graph:
     inv = g.add("NullFaceInversion", pipe=pipe["pipe"], image=img["IMAGE"])
     out = g.add("NullFaceSampler", "Sampler with an attribute prompt", pipe=pipe["pipe"], inversion=inv["inversion"],
                 identity=ident["identity"], prompt="an elderly man")
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=out["image"],
-          filename_prefix="anonymized_elderly")
-    both = g.add("ImageBatch", "Before | after", image1=img["IMAGE"], image2=out["image"])
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
-    return g
+    return _save_and_compare(g, img["IMAGE"], out["image"], "anonymized_elderly")
 
 
 def group_photo(specs) -> Graph | None:
