@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nullface.crop import paste_face
-from nullface.photo import PhotoOptions, anonymize_photo, detect_batch, prepare_crop
-from nullface.pipeline import crop_anonymizer, crop_audit
-from nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
-from nullface.settings import NullFaceSettings
+from ..nullface.crop import paste_face
+from ..nullface.photo import PhotoOptions, anonymize_photo, detect_batch, prepare_crop
+from ..nullface.pipeline import crop_anonymizer, crop_audit
+from ..nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
+from ..nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
@@ -183,7 +183,7 @@ class NullFaceAnonymizePhoto:
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
                   lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
                   feather=0.0):
-        from nullface.regions import parse_regions
+        from ..nullface.regions import parse_regions
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed).validate()
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), grow=grow, feather=feather,
@@ -193,11 +193,11 @@ class NullFaceAnonymizePhoto:
         audit = None
         if audit_tries:
             if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
-                from nullface.audit import DlibRecognizer
+                from ..nullface.audit import DlibRecognizer
                 self._dlib = DlibRecognizer()
             recognizers = [self._dlib]
             if face_models.arcface is not None:          # buffalo_l present: ArcFace as a second opinion
-                from nullface.audit import ArcFaceRecognizer
+                from ..nullface.audit import ArcFaceRecognizer
                 recognizers.append(ArcFaceRecognizer(face_models.arcface))
             audit = crop_audit(recognizers)
         cb = step_callback(s.inversion_steps + s.sample_steps)

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nullface import saving as engine
-from nullface.errors import InputError
+from ..nullface import saving as engine
+from ..nullface.errors import InputError
 
 from ._common import AUDIT, CATEGORY, images_to_numpy
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from nodes import audit as node_audit
-from nodes._common import numpy_to_images
 from nullface.audit import ImageAudit, default_detector
 from nullface.errors import InputError
+from tests.conftest import pack_module
+
+node_audit = pack_module("nodes.audit")
+numpy_to_images = pack_module("nodes._common").numpy_to_images
 
 ASTRO_FACE = (175, 76, 265, 166)
 

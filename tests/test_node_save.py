@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nodes import save as node_save
-from nodes._common import numpy_to_images
 from nullface.errors import InputError
+from tests.conftest import pack_module
 from tests.test_saving import jpeg_markers, png_chunks, webp_chunks
+
+node_save = pack_module("nodes.save")
+numpy_to_images = pack_module("nodes._common").numpy_to_images
 
 
 def test_node_declaration():

@@ -36,3 +36,51 @@ def test_package_data_ships_the_offline_sd15_configs():
     import fnmatch
     for f in files:
         assert any(fnmatch.fnmatch(f, p.replace("**/", "*")) for p in patterns), f
+
+
+# ComfyUI 0.8's nodes.load_custom_node, reduced to what touches the pack: the folder's full path (dots
+# replaced) is the module name, the folder is never put on sys.path and nothing is pip-installed.
+_COMFY_LOAD = r'''
+import ast, importlib.util, json, os, sys
+sys.modules["nullface"] = None            # a top-level engine must not be needed (nor picked up)
+root = sys.argv[1]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != root]
+name = root.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(name, os.path.join(root, "__init__.py"))
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+print(json.dumps({"nodes": sorted(module.NODE_CLASS_MAPPINGS),
+                  "display": sorted(module.NODE_DISPLAY_NAME_MAPPINGS),
+                  "engine": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "nullface")}))
+'''
+
+
+def _declared_nodes() -> set[str]:
+    """Node names declared in nodes/*.py (keys of each module's NODE_CLASS_MAPPINGS literal)."""
+    import ast
+    names = set()
+    for path in (ROOT / "nodes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NODE_CLASS_MAPPINGS"
+                                                    for t in node.targets) and isinstance(node.value, ast.Dict):
+                names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    return names
+
+
+def test_pack_loads_as_comfyui_loads_it_without_a_top_level_engine(tmp_path):
+    """ComfyUI imports the folder by path: the nodes reach the engine by relative imports only."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", _COMFY_LOAD, str(ROOT)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    declared = _declared_nodes()
+    assert len(declared) >= 16
+    assert set(info["nodes"]) == declared
+    assert set(info["display"]) == declared
+    assert info["engine"] == []           # the engine came from the pack folder, not a top-level import
