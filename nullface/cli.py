@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"nullface.commands.{name}")
+        module = importlib.import_module(f".commands.{name}", __package__)
         module.add_parser(sub)
     return parser
 
