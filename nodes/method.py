@@ -11,25 +11,29 @@ from ._common import (CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, 
 
 D = NullFaceSettings()   # the paper's defaults, shown as the widgets' defaults
 
-STEPS = ("INT", {"default": D.steps, "min": 1, "max": 1000,
-                 "tooltip": "T, the number of DDPM steps (paper: 100)."})
-T_SKIP = ("INT", {"default": D.t_skip, "min": 0, "max": 1000,
-                  "tooltip": "T_skip: steps skipped before the identity guidance; the last T - T_skip steps run. "
-                             "Higher keeps more of the input (paper: 70)."})
-SEED = ("INT", {"default": D.seed, "min": 0, "max": 0xFFFFFFFF,
-                "tooltip": "Seed of the inversion noise (same seed, same result on the same device)."})
-IP_SCALE = ("FLOAT", {"default": D.ip_adapter_scale, "min": 0.0, "max": 2.0, "step": 0.05,
-                      "tooltip": "IP-Adapter scale λ_img (paper: 1.0)."})
-LAMBDA_CFG = ("FLOAT", {"default": D.lambda_cfg, "min": 0.0, "max": 30.0, "step": 0.5,
-                        "tooltip": "λ_cfg, identity guidance (eq. 3). Higher = more anonymous, 20+ loses realism "
-                                   "(paper: 10)."})
-LAMBDA_ID = ("FLOAT", {"default": D.lambda_id, "min": 0.0, "max": 5.0, "step": 0.05,
-                       "tooltip": "λ_id: the condition is -λ_id × the face's ArcFace embedding (paper: 1.0)."})
-MAX_ANGLE = ("FLOAT", {"default": D.max_angle, "min": 0.0, "max": 180.0, "step": 1.0,
-                       "tooltip": "Rotate the negated identity by a seeded random angle up to this (degrees) "
-                                  "for more varied faces; 0 = pure negation (paper)."})
-MASK_DELAY = ("INT", {"default": D.mask_delay, "min": 0, "max": 1000,
-                      "tooltip": "Running steps before the region mask applies (eq. 4; paper: 10)."})
+
+def setting_widget(name: str, step: float | None = None, **extra) -> tuple:
+    """A widget for a NullFaceSettings field: default, range and tooltip come from the dataclass."""
+    spec = NullFaceSettings.spec(name)
+    integer = isinstance(spec["default"], int)
+    lo, hi = spec["min"], spec["max"]
+    if spec["positive"]:                                 # lo itself is refused: start one step above it
+        lo = lo + (step or 1)
+    opts = {"default": spec["default"], "min": lo, "max": hi if hi is not None else 0xFFFFFFFF,
+            "tooltip": spec["help"], **extra}
+    if step is not None:
+        opts["step"] = step
+    return ("INT" if integer else "FLOAT", opts)
+
+
+STEPS = setting_widget("steps")
+T_SKIP = setting_widget("t_skip")
+SEED = setting_widget("seed")
+IP_SCALE = setting_widget("ip_adapter_scale", 0.05)
+LAMBDA_CFG = setting_widget("lambda_cfg", 0.5)
+LAMBDA_ID = setting_widget("lambda_id", 0.05)
+MAX_ANGLE = setting_widget("max_angle", 1.0)
+MASK_DELAY = setting_widget("mask_delay", 0.01)
 PROMPT = ("STRING", {"default": "", "multiline": True,
                      "tooltip": "Optional attribute prompt on the identity path, e.g. 'an elderly man'. "
                                 "Empty = the paper's method."})

@@ -86,7 +86,7 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
                             null_scale=inversion.ip_adapter_scale)
     return sample_nullface(denoiser, inversion.x_start, inversion.zs, inversion.schedule, inversion.t_skip,
-                           settings.lambda_cfg, m, settings.mask_delay, callback)
+                           settings.lambda_cfg, m, settings.mask_delay_steps, callback)
 
 
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,

@@ -17,7 +17,8 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
                     callback: Optional[Callable[[dict], None]] = None) -> torch.Tensor:
     """NullFace reverse process from step ``first`` (= T_skip) with the inverted noise maps ``zs``.
 
-    x: x_t at step ``first``; zs[i] is z for step first + i; mask M (1 = anonymize) at latent size.
+    x: x_t at step ``first``; zs[i] is z for step first + i; mask M (1 = anonymize) at latent size,
+    applied from running step ``mask_delay`` on (a count of steps: ``NullFaceSettings.mask_delay_steps``).
     """
     for i, k in enumerate(range(first, schedule.steps)):
         dev = x.device

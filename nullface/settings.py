@@ -1,28 +1,46 @@
-"""The method's settings in one dataclass; defaults are the paper's comparison settings."""
+"""The method's settings in one dataclass; defaults are the paper's comparison settings.
+
+Each numeric field carries its range and help (``FIELDS``): the validation, the nodes' widgets and the
+CLI's flags all read them from here.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
+
+
+def _p(default, help: str, lo: float | None = None, hi: float | None = None, positive: bool = False):
+    """A field with its range: ``lo <= v <= hi``, or ``lo < v`` when ``positive``."""
+    return field(default=default, metadata={"help": help, "min": lo, "max": hi, "positive": positive})
 
 
 @dataclass(frozen=True)
 class NullFaceSettings:
     """NullFace parameters (paper symbols in brackets). Defaults reproduce the paper's Table 1 setup."""
 
-    steps: int = 100               # T, DDIM inference steps (1000 training steps, "leading" spacing)
-    t_skip: int = 70               # T_skip: the first T_skip of the T steps are skipped; the last T - T_skip run
-    lambda_cfg: float = 10.0       # λ_cfg, identity guidance scale (eq. 3)
-    lambda_id: float = 1.0         # λ_id, c_id = -λ_id · e
-    ip_adapter_scale: float = 1.0  # λ_img of IP-Adapter (eq. 2), on both paths as in the reference
-    mask_delay: int = 10           # running steps before the mask (eq. 4) is applied
-    seed: int = 0                  # seeds the inversion noise and the identity rotation
-    max_angle: float = 0.0         # random rotation of -e up to this many degrees (0 = pure negation)
+    steps: int = _p(100, "T, the number of DDPM steps (paper: 100).", 1, 1000)
+    t_skip: int = _p(70, "T_skip: steps skipped before the identity guidance; the last T - T_skip steps run, at "
+                         "least one. Higher keeps more of the input (paper: 70).", 0, 999)
+    lambda_cfg: float = _p(10.0, "λ_cfg, identity guidance (eq. 3), > 0 (0 is the null path: nothing anonymized). "
+                                 "Higher = more anonymous, 20+ loses realism (paper: 10).", 0.0, 30.0, True)
+    lambda_id: float = _p(1.0, "λ_id: the condition is -λ_id × the face's ArcFace embedding, > 0 (paper: 1.0).",
+                          0.0, 5.0, True)
+    ip_adapter_scale: float = _p(1.0, "IP-Adapter scale λ_img, > 0: at 0 the identity never reaches the UNet "
+                                      "(paper: 1.0).", 0.0, 2.0, True)
+    mask_delay: float = _p(1 / 3, "Fraction of the T - T_skip running steps before the region mask (eq. 4) "
+                                  "applies, 0..1; the mask always applies on the last step (paper: 1/3, i.e. "
+                                  "10 of 30, the mask from step 80 of 100).", 0.0, 1.0)
+    seed: int = _p(0, "Seed of the inversion noise and the identity rotation (same seed, same result on the "
+                      "same device).", 0, 0xFFFFFFFF)
+    max_angle: float = _p(0.0, "Rotate the negated identity by a seeded random angle up to this (degrees) for "
+                               "more varied faces; 0 = pure negation (paper).", 0.0, 180.0)
     prompt: str = ""               # optional attribute prompt on the conditional path (papers/002)
     soft_mask: bool = False        # False: binarize at 0.5 + nearest resize (the reference); True: area-averaged
     exact_last_step: bool = False  # opt-in: also invert the last step (1 more UNet call) so the null path
                                    # returns the input latents exactly; the reference zeroes that noise map
-    inversion_batch: int = 8       # UNet evaluations per batched inversion call (memory vs speed only)
+    inversion_batch: int = _p(8, "UNet evaluations per batched inversion call (memory vs speed only).", 1, None)
 
     @property
     def sample_steps(self) -> int:
@@ -30,28 +48,44 @@ class NullFaceSettings:
         return self.steps - self.t_skip
 
     @property
+    def mask_delay_steps(self) -> int:
+        """Running steps before the mask applies: ``mask_delay`` × (T - T_skip), rounded half up, and at
+        most T - T_skip - 1 so that the mask applies on at least the last step (defaults: 10 of 30)."""
+        n = self.sample_steps
+        return max(0, min(int(math.floor(self.mask_delay * n + 0.5)), n - 1))
+
+    @property
     def inversion_steps(self) -> int:
         """UNet evaluations per image spent by the inversion: the used steps, less the zeroed last one."""
         return max(0, self.sample_steps - (0 if self.exact_last_step else 1))
 
     def validate(self) -> "NullFaceSettings":
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
-            raise InputError(f"steps must be an integer in 1..1000, got {self.steps!r}")
-        if not isinstance(self.t_skip, int) or not 0 <= self.t_skip <= self.steps:
-            raise InputError(f"t_skip must be an integer in 0..steps ({self.steps}), got {self.t_skip!r}")
-        if not 0 <= self.mask_delay:
-            raise InputError(f"mask_delay must be >= 0, got {self.mask_delay!r}")
-        if self.lambda_id < 0:
-            raise InputError(f"lambda_id must be >= 0 (the identity is negated for you), got {self.lambda_id!r}")
-        if not 0 <= self.max_angle <= 180:
-            raise InputError(f"max_angle must be in 0..180 degrees, got {self.max_angle!r}")
-        if self.inversion_batch < 1:
-            raise InputError(f"inversion_batch must be >= 1, got {self.inversion_batch!r}")
-        for name in ("lambda_cfg", "ip_adapter_scale", "lambda_id"):
-            value = getattr(self, name)
-            if value != value or value in (float("inf"), float("-inf")):
-                raise InputError(f"{name} must be a finite number, got {value!r}")
+        """Check every range; settings that would anonymize nothing are refused (fail closed)."""
+        for f in fields(self):
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is None and hi is None:
+                continue
+            v = getattr(self, f.name)
+            integer = isinstance(f.default, int)
+            if integer and (not isinstance(v, int) or isinstance(v, bool)):
+                raise InputError(f"{f.name} must be an integer, got {v!r}")
+            if not integer and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise InputError(f"{f.name} must be a finite number, got {v!r}")
+            if f.metadata.get("positive") and not v > lo:
+                raise InputError(f"{f.name} must be > {lo:g}, got {v!r}: {f.metadata['help']}")
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                rng = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
+                raise InputError(f"{f.name} must be in {rng}, got {v!r}: {f.metadata['help']}")
+        if self.t_skip >= self.steps:
+            raise InputError(f"t_skip ({self.t_skip}) must be smaller than steps ({self.steps}): with "
+                             f"t_skip = steps no step runs and nothing is anonymized")
         return self
+
+    @classmethod
+    def spec(cls, name: str) -> dict:
+        """``{"default", "min", "max", "positive", "help"}`` of a field (for widgets and CLI flags)."""
+        f = next(f for f in fields(cls) if f.name == name)
+        return {"default": f.default, **f.metadata}
 
     def to_dict(self) -> dict:
         return asdict(self)

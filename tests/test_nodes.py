@@ -89,12 +89,12 @@ def test_method_nodes_end_to_end_batch_of_two_with_mask(pack, tiny, face_models,
     keep[:, 20:34, 10:54] = 1                                        # "keep the eyes"
     (mask,) = node(pack, "NullFaceRegionMask")(keep, "keep", 0, 0.0, "none")
     assert torch.equal(mask, 1 - keep)
-    out, latent = node(pack, "NullFaceSampler")(pipe, inv, ident, 10.0, 1.0, 2, "", False, mask)
+    out, latent = node(pack, "NullFaceSampler")(pipe, inv, ident, 10.0, 1.0, 1 / 3, "", False, mask)
     assert out.shape == (2, 64, 64, 3) and latent["samples"].shape == (2, 4, 8, 8)
     assert 0 <= out.min() and out.max() <= 1
-    null, _ = node(pack, "NullFaceSampler")(pipe, inv, ident, 0.0, 1.0, 2, "", False, mask)
-    assert (out - null).abs().max() > 1e-3
-    (one,) = node(pack, "NullFaceAnonymize")(pipe, face_models, images, 20, 14, 10.0, 1.0, 1.0, 2, 0, mask)
+    with pytest.raises(Exception, match="lambda_cfg must be > 0"):     # λ_cfg = 0 would anonymize nothing
+        node(pack, "NullFaceSampler")(pipe, inv, ident, 0.0, 1.0, 1 / 3, "", False, mask)
+    (one,) = node(pack, "NullFaceAnonymize")(pipe, face_models, images, 20, 14, 10.0, 1.0, 1.0, 1 / 3, 0, mask)
     assert torch.allclose(one, out, atol=1e-5)                      # the one-node path is the same method
     (pipe2,) = node(pack, "NullFaceUnload")(pipe)
     assert pipe2 is pipe
@@ -130,7 +130,7 @@ def test_progress_ticks_once_per_step(monkeypatch, pack, tiny, face_models, imag
     monkeypatch.setattr(_common, "progress", lambda total: (ticks.append(("total", total)), ticks.append)[1])
     monkeypatch.setattr(_common, "check_interrupt", lambda: None)
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
-    node(pack, "NullFaceAnonymize")(pipe, face_models, images[:1], 20, 14, 10.0, 1.0, 1.0, 2, 0)
+    node(pack, "NullFaceAnonymize")(pipe, face_models, images[:1], 20, 14, 10.0, 1.0, 1.0, 1 / 3, 0)
     assert ticks[0] == ("total", 5 + 6) and len(ticks) == 1 + 11
 
 
@@ -154,7 +154,7 @@ def test_cancel_stops_within_one_step(monkeypatch, pack, tiny, face_models, imag
     h = pipe.unet.register_forward_pre_hook(lambda m, a: counted.append(a[0].shape[0]))
     try:
         with pytest.raises(Interrupted):
-            node(pack, "NullFaceAnonymize")(pipe, face_models, images[:1], 20, 14, 10.0, 1.0, 1.0, 2, 0)
+            node(pack, "NullFaceAnonymize")(pipe, face_models, images[:1], 20, 14, 10.0, 1.0, 1.0, 1 / 3, 0)
     finally:
         h.remove()
     assert len(calls) == 3 and sum(counted) <= 5 + 2        # stopped right after the 3rd tick
@@ -179,15 +179,15 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
     assert torch.allclose(same, image, atol=1 / 255)
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     out, report, n = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "eyes,mouth", "error", "error",
-                                                          10, 7, 10.0, 1.0, 1.0, 2, 0, 64)
+                                                          10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
     assert out.shape == image.shape and n == count and "image 1:" in report
     outside = (out - image).abs().amax(-1) > 1 / 255
     assert outside.any() and outside.float().mean() < 0.2
     blank = torch.full((1, 96, 96, 3), 128 / 255)            # an 8-bit value, as LoadImage gives
     with pytest.raises(Exception, match="no face"):
-        node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "error", 10, 7, 10.0, 1.0, 1.0, 2, 0, 64)
+        node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
     out, report, n = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "pass",
-                                                          10, 7, 10.0, 1.0, 1.0, 2, 0, 64)
+                                                          10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
     assert n == 0 and torch.equal(out, blank) and "no face" in report
 
 
@@ -199,10 +199,10 @@ def test_anonymize_photo_node_reports_the_audit(pack, tiny, astronaut):
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     cls = pack.NODE_CLASS_MAPPINGS["NullFaceAnonymizePhoto"]
     inst = cls()
-    out, report, n = inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 2, 0, 64,
+    out, report, n = inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64,
                                     audit_tries=2)
     lines = [ln for ln in report.splitlines() if ln.strip().startswith("audit")]
     assert lines and all(("pass after 1" in ln) or ("FAIL after 2" in ln) or ("pass after 2" in ln) for ln in lines)
     first = inst._dlib
-    inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 2, 0, 64, audit_tries=1)
+    inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64, audit_tries=1)
     assert inst._dlib is first                                      # the recognizer is loaded once

@@ -10,7 +10,12 @@ import torch
 from nullface.errors import InputError, ModelFileError
 from nullface.identity import negate_identities
 from nullface.models import load_pipe, read_faceid
+from nullface.denoiser import PipeDenoiser
+from nullface.masks import latent_mask
 from nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents)
+from nullface.inversion import invert
+from nullface.sampler import sample_nullface
+from nullface.schedule import schedule_from_config
 from nullface.settings import NullFaceSettings
 
 SIZE = 64
@@ -27,6 +32,14 @@ def identity():
     rng = np.random.RandomState(1)
     e = rng.randn(2, 512).astype(np.float32)
     return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def null_path(pipe, inv, cid, s, masks=None, mask_delay=0):
+    """The sampler at λ_cfg = 0 (the null path), called below the settings' validation, which refuses
+    λ_cfg = 0 because it anonymizes nothing."""
+    den = PipeDenoiser(pipe, cid.vectors, s.prompt, cond_scale=s.ip_adapter_scale, null_scale=inv.ip_adapter_scale)
+    m = None if masks is None else latent_mask(torch.as_tensor(masks), inv.x0.shape[-2:]).to(inv.x0.device)
+    return sample_nullface(den, inv.x_start, inv.zs, inv.schedule, inv.t_skip, 0.0, m, mask_delay)
 
 
 class UNetCounter:
@@ -146,7 +159,7 @@ def plain_reference(pipe, x0, c_id, settings, mask=None):
         eps_c = torch.cat([unet(x[b:b + 1], t, textc, torch.as_tensor(c_id[b:b + 1])) for b in range(x.shape[0])])
         eps_0 = torch.cat([unet(x[b:b + 1], t, text0, zeros) for b in range(x.shape[0])])
         eps = eps_0 + settings.lambda_cfg * (eps_c - eps_0)
-        if mask is not None and i >= settings.mask_delay:
+        if mask is not None and i >= settings.mask_delay_steps:
             eps = (1 - mask) * eps_0 + mask * eps
         x = mu(x, eps, t) + coeffs(t)[2].sqrt() * zs[n - 1 - i]
     return x
@@ -183,7 +196,7 @@ def test_null_path_returns_the_input_latents(pipe, faces, identity):
     x0 = encode(pipe, faces)
     inv = invert_latents(pipe, x0, s)
     cid = negate_identities(list(identity))
-    out = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0))
+    out = null_path(pipe, inv, cid, s)
     assert torch.allclose(out, x0, atol=1e-5)
     out = sample_latents(pipe, inv, cid, replace(s, mask_delay=0), masks=np.zeros((2, SIZE, SIZE), np.float32))
     assert torch.allclose(out, x0, atol=1e-5)
@@ -191,15 +204,58 @@ def test_null_path_returns_the_input_latents(pipe, faces, identity):
                               keep_masks=np.ones((2, SIZE, SIZE), np.float32))
     assert torch.allclose(keep_all, decode(pipe, x0), atol=1e-4)          # keeping everything changes nothing
     # a different adapter scale on the conditional path keeps the null path exact
-    out = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0, ip_adapter_scale=0.5))
+    out = null_path(pipe, inv, cid, replace(s, ip_adapter_scale=0.5))
     assert torch.allclose(out, x0, atol=1e-5)
 
 
 @torch.no_grad()
 def test_t_skip_equal_to_steps_changes_nothing(pipe, faces, identity):
-    s = NullFaceSettings(t_skip=100)
-    out = anonymize_face(pipe, faces, s, embeddings=list(identity))
-    assert torch.equal(out, decode(pipe, encode(pipe, faces)))
+    """The property holds in the engine; the settings refuse it, since it anonymizes nothing."""
+    s = NullFaceSettings()
+    x0 = encode(pipe, faces)
+    inv = invert(PipeDenoiser(pipe).null, x0, schedule_from_config(pipe.scheduler_config, 100), 100, seed=0)
+    den = PipeDenoiser(pipe, negate_identities(list(identity)).vectors)
+    out = sample_nullface(den, inv.x_start, inv.zs, inv.schedule, 100, s.lambda_cfg)
+    assert torch.equal(out, x0)
+    with pytest.raises(InputError, match="nothing is anonymized"):
+        anonymize_face(pipe, faces, replace(s, t_skip=100), embeddings=list(identity))
+
+
+@pytest.mark.parametrize("change, words", [({"t_skip": 100}, "t_skip"), ({"steps": 10, "t_skip": 10}, "t_skip"),
+                                           ({"lambda_cfg": 0.0}, "lambda_cfg"), ({"lambda_cfg": -2.0}, "lambda_cfg"),
+                                           ({"lambda_id": 0.0}, "lambda_id"),
+                                           ({"ip_adapter_scale": 0.0}, "ip_adapter_scale"),
+                                           ({"mask_delay": 10}, "mask_delay")])
+def test_settings_that_anonymize_nothing_are_refused(pipe, faces, identity, change, words):
+    """Fail closed: settings under which the output equals the input (or is steered towards the
+    original identity) are an error, never a reported success."""
+    with pytest.raises(InputError, match=words):
+        NullFaceSettings(**change).validate()
+    with pytest.raises(InputError, match=words):
+        anonymize_face(pipe, faces[:1], NullFaceSettings(**change), embeddings=[identity[0]])
+
+
+def test_mask_delay_is_a_fraction_of_the_running_steps():
+    assert NullFaceSettings().mask_delay_steps == 10                   # the paper: mask from step 80 of 100
+    assert NullFaceSettings(steps=20, t_skip=14).mask_delay_steps == 2
+    assert NullFaceSettings(steps=10, t_skip=9).mask_delay_steps == 0   # one step: the mask applies on it
+    assert NullFaceSettings(mask_delay=1.0).mask_delay_steps == 29      # at most: the last step is masked
+    assert NullFaceSettings(mask_delay=0.0).mask_delay_steps == 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("steps, t_skip", [(100, 70), (20, 14), (10, 8), (10, 9)])
+def test_mask_applies_at_every_step_count(pipe, faces, identity, steps, t_skip):
+    """With the default mask_delay the kept region differs from the whole-face result at any step count
+    (an absolute delay of 10 steps never applied the mask when fewer than 11 steps ran)."""
+    s = NullFaceSettings(steps=steps, t_skip=t_skip)
+    inv = invert_images(pipe, faces[:1], s)
+    cid = negate_identities([identity[0]])
+    whole = sample_latents(pipe, inv, cid, s)
+    keep = np.ones((1, SIZE, SIZE), np.float32)
+    keep[:, 16:48, 16:48] = 0                                          # the centre is kept (M = 0)
+    kept = sample_latents(pipe, inv, cid, s, masks=keep)
+    assert (kept - whole)[..., 2:6, 2:6].abs().max() > 1e-4
 
 
 @torch.no_grad()
@@ -207,7 +263,7 @@ def test_guidance_with_full_mask_changes_the_result(pipe, faces, identity):
     s = NullFaceSettings()
     inv = invert_images(pipe, faces, s)
     cid = negate_identities(list(identity))
-    null = sample_latents(pipe, inv, cid, replace(s, lambda_cfg=0.0))
+    null = null_path(pipe, inv, cid, s)
     full = sample_latents(pipe, inv, cid, s, masks=np.ones((2, SIZE, SIZE), np.float32))
     assert (full - null).abs().max() > 1e-3
     assert torch.allclose(full, sample_latents(pipe, inv, cid, s), atol=1e-6)

@@ -29,7 +29,6 @@ OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_sk
 
 def add_parser(sub) -> None:
     from ..settings import NullFaceSettings
-    d = NullFaceSettings()
     p = sub.add_parser("anonymize", help="anonymize every face in images, folders or globs",
                        description="Anonymize every face with NullFace and write the results under OUTDIR, "
                                    "keeping the folder structure. Resumes: files already done are skipped.")
@@ -47,15 +46,12 @@ def add_parser(sub) -> None:
     m.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     m.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
     g = p.add_argument_group("method (paper defaults)")
-    g.add_argument("--steps", type=int, default=d.steps, help=f"T (default {d.steps})")
-    g.add_argument("--t-skip", type=int, default=d.t_skip, help=f"T_skip (default {d.t_skip})")
-    g.add_argument("--lambda-cfg", type=float, default=d.lambda_cfg, help=f"identity guidance (default {d.lambda_cfg})")
-    g.add_argument("--lambda-id", type=float, default=d.lambda_id,
-                   help=f"identity negation scale (default {d.lambda_id})")
-    g.add_argument("--ip-scale", type=float, default=d.ip_adapter_scale, help="IP-Adapter scale (default 1.0)")
-    g.add_argument("--mask-delay", type=int, default=d.mask_delay,
-                   help=f"steps before the mask (default {d.mask_delay})")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed (default 0)")
+    for flag, name in (("--steps", "steps"), ("--t-skip", "t_skip"), ("--lambda-cfg", "lambda_cfg"),
+                       ("--lambda-id", "lambda_id"), ("--ip-scale", "ip_adapter_scale"),
+                       ("--mask-delay", "mask_delay"), ("--seed", "seed")):
+        spec = NullFaceSettings.spec(name)          # default, range and help live on the settings dataclass
+        g.add_argument(flag, type=type(spec["default"]), default=spec["default"],
+                       help=f"{spec['help']} Default {spec['default']:.4g}.".replace("%", "%%"))
     g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
     f = p.add_argument_group("faces")
     f.add_argument("--keep", default="", help="regions to keep visible, e.g. eyes,mouth (eyes, brows, nose, "
@@ -186,13 +182,10 @@ def build_anonymizer(args):
     from ..identity import load_face_models
     from ..models import load_pipe
     from ..pipeline import crop_anonymizer, crop_audit
-    from ..settings import NullFaceSettings
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
     if missing:
         raise InputError(f"{' and '.join(missing)} required: the SD1.5 checkpoint and ip-adapter-faceid_sd15.bin")
-    settings = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
-                                lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
-                                mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
+    settings = _settings(args)
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold,
                              min_size=args.min_face_size)
     pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
@@ -204,6 +197,14 @@ def build_anonymizer(args):
             recognizers.append(ArcFaceRecognizer(faces.arcface))
         audit = crop_audit(recognizers)
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries), faces.detector
+
+
+def _settings(args):
+    """The method's settings from the flags, validated (settings that would anonymize nothing are refused)."""
+    from ..settings import NullFaceSettings
+    return NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
+                            lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
+                            mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
 
 
 def _detector(args):
@@ -263,6 +264,7 @@ def run(args, anonymizer=None, detector=None) -> int:
     outdir = Path(args.outdir)
     try:
         options = _options(args)
+        _settings(args)
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
