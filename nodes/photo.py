@@ -42,14 +42,17 @@ class NullFaceDetectFaces:
                              "image": ("IMAGE", {"tooltip": "Photos of any size, one or a batch."}),
                              "on_no_face": NO_FACE}}
 
-    RETURN_TYPES = (FACES, "INT")
-    RETURN_NAMES = ("faces", "count")
+    RETURN_TYPES = (FACES, "INT", "INT")
+    RETURN_NAMES = ("faces", "count", "ignored")
+    OUTPUT_TOOLTIPS = ("The faces to anonymize.", "How many faces are to be anonymized.",
+                       "Faces left out by the minimum face size of 'Load Face Models' (not cropped, not "
+                       "anonymized: they stay as they are; listed in the log with box and reason).")
     FUNCTION = "detect"
     CATEGORY = CAT
 
     def detect(self, face_models, image, on_no_face):
         faces = detect_batch(images_to_numpy(image), face_models.detector, on_no_face)
-        return (faces, faces.count())
+        return (faces, faces.count(), faces.ignored_count())
 
 
 class NullFaceCropFaces:
@@ -175,8 +178,12 @@ class NullFaceAnonymizePhoto:
                              "feather": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 64.0, "step": 0.5,
                                                    "tooltip": "Feather the kept regions (crop pixels)."})}}
 
-    RETURN_TYPES = ("IMAGE", "STRING", "INT")
-    RETURN_NAMES = ("image", "report", "faces_anonymized")
+    RETURN_TYPES = ("IMAGE", "STRING", "INT", "INT")
+    RETURN_NAMES = ("image", "report", "faces_anonymized", "faces_ignored")
+    OUTPUT_TOOLTIPS = ("The photos with every face anonymized.", "Per image: faces found, anonymized, failed and "
+                       "ignored (with box and reason).", "Faces anonymized.",
+                       "Faces left as they are by the minimum face size of 'Load Face Models' (listed in the "
+                       "report); 0 when every detected face was handled.")
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
 
@@ -203,22 +210,25 @@ class NullFaceAnonymizePhoto:
         cb = step_callback(s.inversion_steps + s.sample_steps)
         run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                               callback=lambda info: cb(info))
-        outs, lines, total = [], [], 0
+        outs, lines, total, ignored = [], [], 0, 0
         for i, (a, k) in enumerate(zip(arrays, keeps)):
             res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
             outs.append(res.image)
             total += res.anonymized
+            ignored += len(res.ignored)
             lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
-                         + (" (no face: passed through)" if res.found == 0 else ""))
+                         + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
+                         + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
             lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
                       + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+            lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
             for k, checked in enumerate(run.audits):
                 last = checked.tries[-1].audit if checked.tries else None
                 lines.append(f"  audit {k}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
                              f"try(s)" + (f": {last.summary()}" if last is not None else ""))
             run.audits.clear()
         _release(pipe)
-        return (numpy_to_images(outs), "\n".join(lines), total)
+        return (numpy_to_images(outs), "\n".join(lines), total, ignored)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -1,14 +1,15 @@
 """Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks).
 
 A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[DetectedFace]``, sorted by
-box area, largest first. Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG
+box area, largest first. Detectors drop nothing below their score threshold's verdict: their ``min_size``
+and ``max_faces`` only mark faces ``ignored`` (``select_faces``), which the photo path reports. Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG
 detector an SVM margin (about -1..3, 0 is dlib's own operating point).
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +36,7 @@ class DetectedFace:
     kps: np.ndarray                         # (5,2) float32: left eye, right eye, nose, left/right mouth corner
     landmarks68: np.ndarray | None = None   # (68,2) float32 iBUG-68 order (dlib), else None
     backend: str = "dlib"
+    ignored: str | None = None              # why this face is left as it is (``select_faces``); None = anonymize
 
     @property
     def size(self) -> float:
@@ -46,8 +48,9 @@ class DetectedFace:
         return float(max(0.0, self.bbox[2] - self.bbox[0]) * max(0.0, self.bbox[3] - self.bbox[1]))
 
     def to_dict(self) -> dict:
-        return {"bbox": [round(float(v), 1) for v in self.bbox], "score": round(float(self.score), 4),
-                "backend": self.backend}
+        d = {"bbox": [round(float(v), 1) for v in self.bbox], "score": round(float(self.score), 4),
+             "backend": self.backend}
+        return {**d, "reason": self.ignored} if self.ignored else d
 
 
 def kps_from_68(pts: np.ndarray) -> np.ndarray:
@@ -73,13 +76,29 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def filter_faces(faces: Sequence[DetectedFace], min_size: float = 0, score_threshold: float | None = None,
-                 max_faces: int = 0) -> list[DetectedFace]:
-    """Faces at least ``min_size`` px (shorter box side) and scoring >= ``score_threshold``, largest first;
-    at most ``max_faces`` (0 = all)."""
-    kept = [f for f in faces if f.size >= min_size and (score_threshold is None or f.score >= score_threshold)]
-    kept.sort(key=lambda f: -f.area)
-    return kept[:max_faces] if max_faces > 0 else kept
+def select_faces(faces: Sequence[DetectedFace], min_size: float = 0, max_faces: int = 0,
+                 score_threshold: float | None = None) -> list[DetectedFace]:
+    """Every face, largest first; those not to be anonymized are marked ``ignored`` with the reason.
+
+    The one place where faces are left out, so that none is dropped unreported: a face whose box is
+    smaller than ``min_size`` px (shorter side), scoring below ``score_threshold``, or beyond the largest
+    ``max_faces`` of the faces left (0 = all) is kept in the list with ``ignored`` set. A reason given
+    earlier (e.g. by the detector's own settings) is kept.
+    """
+    out, taken = [], 0
+    for f in sorted(faces, key=lambda f: -f.area):
+        why = f.ignored or (
+            f"smaller than min_face_size={min_size:g} px" if f.size < min_size else
+            f"below score_threshold={score_threshold:g}" if score_threshold is not None and f.score < score_threshold
+            else f"beyond max_faces={max_faces} (the largest are anonymized)" if 0 < max_faces <= taken else None)
+        taken += why is None
+        out.append(f if why == f.ignored else replace(f, ignored=why))
+    return out
+
+
+def split_ignored(faces: Sequence[DetectedFace]) -> tuple[list[DetectedFace], list[DetectedFace]]:
+    """(faces to anonymize, ignored faces)."""
+    return [f for f in faces if not f.ignored], [f for f in faces if f.ignored]
 
 
 class DlibDetector:
@@ -119,7 +138,7 @@ class DlibDetector:
             box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32)
             pts = self.landmarks(image, (r.left(), r.top(), r.right(), r.bottom()))
             faces.append(DetectedFace(box, float(s), kps_from_68(pts), pts, "dlib"))
-        return filter_faces(faces, self.min_size, self.score_threshold, self.max_faces)
+        return select_faces(faces, self.min_size, self.max_faces)
 
 
 class InsightFaceDetector:
@@ -170,7 +189,7 @@ class InsightFaceDetector:
                 continue
             faces.append(DetectedFace(np.asarray(b[:4], np.float32), float(b[4]), np.asarray(kpss[i], np.float32),
                                       None, "insightface"))
-        return filter_faces(faces, self.min_size, self.score_threshold, self.max_faces)
+        return select_faces(faces, self.min_size, self.max_faces)
 
 
 def find_scrfd_folder(model_dir: str | Path | None) -> Path | None:
@@ -193,7 +212,7 @@ def make_detector(backend: str = "auto", *, model_dir: str | Path | None = None,
     ``auto`` takes insightface's SCRFD when ``model_dir`` (a buffalo_l folder, or a root holding
     ``buffalo_l`` or ``models/buffalo_l``) has det_10g.onnx and insightface imports, else dlib.
     ``score_threshold`` is SCRFD's confidence (0..1); dlib's margin is ``dlib_score_threshold``
-    (their scales differ). ``min_size`` and ``max_faces`` apply to both.
+    (their scales differ). ``min_size`` and ``max_faces`` mark faces ``ignored`` (``select_faces``) for both.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown detector '{backend}', expected auto, insightface or dlib")

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .crop import PASTE_FEATHER, FaceCrop, crop_face, paste_face, region_weights
-from .detect import DetectedFace
+from .detect import DetectedFace, select_faces, split_ignored
 from .errors import FaceFailedError, InputError
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
 from .regions import MASK_MEANS, crop_anonymize_mask, parse_regions
@@ -40,7 +40,7 @@ class PhotoOptions:
     paste_feather: float = PASTE_FEATHER  # width of the seam, as a fraction of the face ellipse
     min_face_size: float = 0          # faces whose box is smaller (px, shorter side) are ignored (reported)
     score_threshold: float | None = None  # faces scoring lower (detector's own scale) are ignored (reported)
-    max_faces: int = 0                # 0 = all; faces beyond the largest max_faces get the failure policy
+    max_faces: int = 0                # 0 = all; faces beyond the largest max_faces are ignored (reported)
     external_mask: np.ndarray | None = field(default=None, compare=False, repr=False)  # image size, 0..1
     external_mask_means: str = "keep"     # keep: its white areas stay visible; anonymize: only there
 
@@ -66,7 +66,7 @@ class FaceOutcome:
     index: int
     bbox: list[float]
     score: float
-    status: str                       # "anonymized" | "failed"
+    status: str                       # "anonymized" | "failed" | "not_attempted" (the file failed before)
     policy: str | None = None         # the failure policy applied, if any
     error: str | None = None
 
@@ -82,7 +82,7 @@ class PhotoResult:
     image: np.ndarray                 # same layout as the input (gray, RGB, or RGBA with the alpha kept)
     faces: list[FaceOutcome] = field(default_factory=list)
     detector: str = ""
-    ignored: list[dict] = field(default_factory=list)   # faces dropped by min_face_size / score_threshold
+    ignored: list[dict] = field(default_factory=list)   # faces left as they are: box, score, reason
 
     @property
     def found(self) -> int:
@@ -95,6 +95,10 @@ class PhotoResult:
     @property
     def failed(self) -> int:
         return sum(f.status == "failed" for f in self.faces)
+
+    @property
+    def ignored_count(self) -> int:
+        return len(self.ignored)
 
     @property
     def counts(self) -> dict:
@@ -177,15 +181,15 @@ def _rounds(boxes: Sequence[Sequence[float]]) -> list[list[int]]:
     return rounds
 
 
-def _select(faces: list[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[dict]]:
-    faces = sorted(faces, key=lambda f: -f.area)
-    kept, ignored = [], []
-    for f in faces:
-        why = ("smaller than min_face_size" if f.size < options.min_face_size else
-               "below score_threshold" if options.score_threshold is not None and f.score < options.score_threshold
-               else None)
-        (ignored.append({**f.to_dict(), "reason": why}) if why else kept.append(f))
-    return kept, ignored
+def _select(faces: list[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[DetectedFace]]:
+    """(faces to anonymize, ignored faces), both largest first (``nullface.detect.select_faces``)."""
+    return split_ignored(select_faces(faces, options.min_face_size, options.max_faces, options.score_threshold))
+
+
+def _warn_ignored(name: str, ignored: Sequence[DetectedFace]) -> None:
+    if ignored:
+        log.warning("%s: %d face(s) IGNORED, left as they are: %s", name, len(ignored),
+                    "; ".join(f"{[int(v) for v in f.bbox]} {f.ignored}" for f in ignored))
 
 
 def _check_result(res, crop: FaceCrop) -> str | None:
@@ -215,28 +219,27 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
             raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
     det_name = getattr(detector, "name", type(detector).__name__)
     faces, ignored = _select(list(detector.detect(rgb)), options)
-    if ignored:
-        log.info("%s: %d face(s) ignored (%s)", name, len(ignored), ", ".join(sorted({i["reason"] for i in ignored})))
-    result = PhotoResult(image=image, detector=det_name, ignored=ignored)
+    _warn_ignored(name, ignored)
+    result = PhotoResult(image=image, detector=det_name, ignored=[f.to_dict() for f in ignored])
     if not faces:
-        no_face(name, options.on_no_face)
+        if not ignored:
+            no_face(name, options.on_no_face)
         return result
     log.info("%s: %d face(s) found (%s)", name, len(faces), det_name)
     out = rgb
-    limit = options.max_faces or len(faces)
     crops0 = [prepare_crop(rgb, f, options, keep_mask) for f in faces]
     geometry = [region_weights(c, rgb.shape) for c in crops0]
     outcomes: dict[int, FaceOutcome] = {}
-    todo = list(range(min(limit, len(faces))))
-    produced: dict[int, object] = {i: RuntimeError(f"more than max_faces={options.max_faces} faces in the image")
-                                   for i in range(limit, len(faces))}
-    rounds = _rounds([geometry[i][0] for i in todo]) + ([list(range(limit, len(faces)))] if limit < len(faces) else [])
-    for rnd in rounds:
+    produced: dict[int, object] = {}
+    refused: list[str] = []                  # faces failed under the 'error' policy
+    for rnd in _rounds([g[0] for g in geometry]):
+        if refused:                          # the file already failed: later rounds are not attempted
+            for i in rnd:
+                outcomes[i] = FaceOutcome(i, faces[i].bbox.tolist(), faces[i].score, "not_attempted")
+            continue
         crops = {i: (crops0[i] if out is rgb else prepare_crop(out, faces[i], options, keep_mask)) for i in rnd}
         for start in range(0, len(rnd), options.batch):
-            ids = [i for i in rnd[start:start + options.batch] if i not in produced]
-            if not ids:
-                continue
+            ids = rnd[start:start + options.batch]
             try:
                 results = list(anonymizer(out, [crops[i] for i in ids]))
                 if len(results) != len(ids):
@@ -253,14 +256,19 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
                 out = paste_face(out, crops[i], res)
                 outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
                 continue
-            box, weight = region_weights(crops[i], out.shape)
-            try:
-                out = apply_failure(out, weight > 0, f.size, options.on_failure, where, reason, box)
-            except FaceFailedError as exc:
-                exc.faces_found, exc.faces_failed = len(faces), 1
-                raise
             outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
+            if options.on_failure == "error":       # every face of the round is judged before failing the file
+                refused.append(f"{where}: {reason}")
+                continue
+            box, weight = region_weights(crops[i], out.shape)
+            out = apply_failure(out, weight > 0, f.size, options.on_failure, where, reason, box)
     result.faces = [outcomes[i] for i in range(len(faces))]
+    if refused:
+        exc = FaceFailedError(f"{len(refused)} face(s) could not be anonymized: {'; '.join(refused)}. Nothing was "
+                              "returned (policy 'error'); choose blur, pixelate or keep to go on.")
+        result.image = None                       # nothing is returned, not even through the exception
+        exc.faces_found, exc.faces_failed, exc.result = len(faces), len(refused), result
+        raise exc
     result.image = _restore_layout(out, np.asarray(image), alpha)
     return result
 
@@ -269,9 +277,13 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
 class PhotoFaces:
     """The faces detected in each image of a batch (what the Detect Faces node passes on)."""
 
-    faces: list[list[DetectedFace]]
+    faces: list[list[DetectedFace]]    # the faces to anonymize
     sizes: list[tuple[int, int]]       # (h, w) of each image
     detector: str = ""
+    ignored: list[list[DetectedFace]] = field(default_factory=list)   # left as they are, with the reason
+
+    def ignored_count(self) -> int:
+        return sum(len(f) for f in self.ignored)
 
     def count(self) -> int:
         return sum(len(f) for f in self.faces)
@@ -283,15 +295,19 @@ class PhotoFaces:
 
 def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "error",
                  options: PhotoOptions | None = None) -> PhotoFaces:
-    """Detect faces in every image (``options``: min_face_size and score_threshold; ``max_faces`` is not
-    applied here, so that no face is silently dropped); an image without faces follows ``on_no_face``."""
+    """Detect faces in every image (``options``: min_face_size, max_faces and score_threshold mark faces
+    ignored, kept in ``PhotoFaces.ignored`` and logged); an image without faces follows ``on_no_face``
+    (an image whose faces were all ignored is not "without faces")."""
     check_policy(on_no_face, ON_NO_FACE, "no-face")
     options = options or PhotoOptions()
-    found = []
-    for im in images:
-        found.append(_select(list(detector.detect(as_rgb(im)[0])), options)[0])
-    missing = [f"image {i}" for i, faces in enumerate(found) if not faces]
+    found, ignored = [], []
+    for i, im in enumerate(images):
+        kept, left = _select(list(detector.detect(as_rgb(im)[0])), options)
+        _warn_ignored(f"image {i}", left)
+        found.append(kept)
+        ignored.append(left)
+    missing = [f"image {i}" for i, (faces, left) in enumerate(zip(found, ignored)) if not faces and not left]
     if missing:
         no_face(", ".join(missing) + f" (of {len(found)})", on_no_face)
     return PhotoFaces(found, [tuple(np.asarray(im).shape[:2]) for im in images],
-                      getattr(detector, "name", type(detector).__name__))
+                      getattr(detector, "name", type(detector).__name__), ignored)

@@ -333,3 +333,81 @@ def test_audit_retries_then_fails_closed(tiny, astronaut, tmp_path):
     assert run_cli(tiny, src, out2, "--audit", "--max-tries", "3", "--audit-threshold", "0") == 0
     entry = json.loads((out2 / "report.json").read_text())["files"]["a.png"]
     assert all(a["passed"] and len(a["tries"]) == 1 for a in entry["audit"]) and entry["failed"] == 0
+
+
+def _args(src, out, *extra):
+    from nullface.cli import build_parser
+    return build_parser().parse_args(["anonymize", str(src), "-o", str(out), "--checkpoint", "x", "--faceid", "y",
+                                      *extra])
+
+
+def test_ignored_faces_are_listed_and_make_the_exit_code_non_zero(tmp_path):
+    """--min-face-size 99 on a crop of t1.jpg with a 108-px and a 90-px face: the small face is left as it
+    is, listed with its box and reason, and the run exits 3 unless --allow-ignored-faces."""
+    from nullface.commands import anonymize as cmd
+    from nullface.detect import DlibDetector
+    from tests import faces_data as fd
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(fd.image("t1")[100:500, 200:650]).save(src / "crop.png")
+    invert = lambda image, crops: [255 - c.image for c in crops]  # noqa: E731
+    out = tmp_path / "out"
+    assert cmd.run(_args(src, out, "--min-face-size", "99"), anonymizer=invert, detector=DlibDetector()) == 3
+    e = json.loads((out / "report.json").read_text())["files"]["crop.png"]
+    assert e["status"] == "done" and e["anonymized"] == 1 and e["ignored"] == 1 and (out / "crop.png").is_file()
+    (small,) = e["ignored_faces"]
+    assert small["reason"].startswith("smaller than min_face_size=99") and small["bbox"][2] - small["bbox"][0] < 99
+    out2 = tmp_path / "out2"
+    assert cmd.run(_args(src, out2, "--min-face-size", "99", "--allow-ignored-faces"), anonymizer=invert,
+                   detector=DlibDetector()) == 0
+    out3 = tmp_path / "out3"                                # --max-faces means the same: the others are ignored
+    assert cmd.run(_args(src, out3, "--max-faces", "1"), anonymizer=invert, detector=DlibDetector()) == 3
+    e = json.loads((out3 / "report.json").read_text())["files"]["crop.png"]
+    assert e["ignored"] == 1 and e["ignored_faces"][0]["reason"].startswith("beyond max_faces=1")
+
+
+class _Audit:
+    def __init__(self, k):
+        self.k = k
+
+    def to_dict(self):
+        return {"face": self.k, "passed": False}
+
+
+def test_failed_file_keeps_its_audit_and_counts_every_failed_face(tmp_path, monkeypatch):
+    from nullface.commands import anonymize as cmd
+    from tests import faces_data as fd
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(fd.image("t1")).save(src / "t1.png")
+
+    def half(image, crops):                       # the first face of the call works, the others fail the audit
+        half.audits += [_Audit(len(half.audits) + k) for k in range(len(crops))]
+        return [255 - crops[0].image] + [RuntimeError("still re-identified")] * (len(crops) - 1)
+    half.audits = []
+    out = tmp_path / "out"
+    detector = fd.FixedDetector(fd.faces("t1"))
+    assert cmd.run(_args(src, out), anonymizer=half, detector=detector) == 1
+    report = json.loads((out / "report.json").read_text())
+    e = report["files"]["t1.png"]
+    assert e["status"] == "failed" and e["faces_found"] == 6
+    assert e["failed"] == report["totals"]["faces_failed"] == sum(f["status"] == "failed" for f in e["faces"]) > 1
+    assert len(e["audit"]) == 6 and half.audits == []                        # the failed file keeps its audit
+    assert e["anonymized"] == 0 and report["totals"]["faces_anonymized"] == 0 and not (out / "t1.png").exists()
+
+
+def test_totals_count_only_faces_of_written_files(tmp_path, monkeypatch):
+    from nullface.commands import anonymize as cmd
+    from tests import faces_data as fd
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(fd.image("t1")).save(src / "t1.png")
+
+    def disk_full(image, target):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(cmd, "save_image", disk_full)
+    out = tmp_path / "out"
+    invert = lambda image, crops: [255 - c.image for c in crops]  # noqa: E731
+    assert cmd.run(_args(src, out), anonymizer=invert, detector=fd.FixedDetector(fd.faces("t1"))) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["files"]["t1.png"]["status"] == "error" and report["totals"]["faces_anonymized"] == 0

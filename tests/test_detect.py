@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import pytest
 
-from nullface.detect import (DetectedFace, DlibDetector, InsightFaceDetector, filter_faces, find_scrfd_folder,
-                             kps_from_68, make_detector)
+from nullface.detect import (DetectedFace, DlibDetector, InsightFaceDetector, find_scrfd_folder, kps_from_68,
+                             make_detector, select_faces, split_ignored)
 from nullface.errors import InputError, ModelFileError
 from tests import faces_data as fd
 
@@ -56,17 +56,26 @@ def test_astronaut_has_one_face():
     assert faces[0].score > 1.0
 
 
-def test_min_size_and_max_faces_filters():
+def test_min_size_and_max_faces_mark_faces_ignored_never_drop_them():
     faces = fd.faces("t1")
     cut = 100
-    big = DlibDetector(min_size=cut).detect(fd.image("t1"))
+    marked = DlibDetector(min_size=cut).detect(fd.image("t1"))
     expected = [f for f in faces if f.size >= cut]
-    assert 0 < len(expected) < len(faces) and len(big) == len(expected) and all(f.size >= cut for f in big)
-    assert DlibDetector(min_size=5000).detect(fd.image("t1")) == []
-    assert [f.area for f in filter_faces(faces, max_faces=2)] == [faces[0].area, faces[1].area]
-    assert filter_faces(list(reversed(faces)))[0].area == faces[0].area                # sorted again
+    assert 0 < len(expected) < len(faces) and len(marked) == len(faces)             # nothing dropped
+    assert [f.size >= cut for f in marked] == [not f.ignored for f in marked]
+    assert all(f.ignored.startswith("smaller than min_face_size") for f in marked if f.size < cut)
+    assert all(f.ignored for f in DlibDetector(min_size=5000).detect(fd.image("t1")))
+    sel = select_faces(faces, max_faces=2)
+    assert [f.ignored is None for f in sel] == [True, True, False, False, False, False]
+    assert [f.area for f in sel[:2]] == [faces[0].area, faces[1].area]
+    assert select_faces(list(reversed(faces)))[0].area == faces[0].area                # sorted again
     low = min(f.score for f in faces)
-    assert len(filter_faces(faces, score_threshold=low + 1e-3)) == 5
+    assert len(split_ignored(select_faces(faces, score_threshold=low + 1e-3))[0]) == 5
+    # max_faces counts the faces left after the other filters; an earlier reason is kept
+    sel = select_faces(select_faces(faces, min_size=cut), max_faces=1)
+    assert sum(not f.ignored for f in sel) == 1 and sel[0].ignored is None
+    assert all(f.ignored.startswith("smaller") for f in sel if f.size < cut)
+    assert "reason" in sel[-1].to_dict() and "reason" not in sel[0].to_dict()
 
 
 def test_no_face_and_bad_images():

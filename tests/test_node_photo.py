@@ -47,7 +47,7 @@ def test_mappings_tooltips_and_categories(photo):
 def test_detect_crop_mask_paste(photo, models):
     img = fd.image("astronaut")
     image = as_tensor(img, np.ascontiguousarray(img[:, ::-1]))
-    faces, count = node(photo, "NullFaceDetectFaces")(models, image, "error")
+    faces, count, _ = node(photo, "NullFaceDetectFaces")(models, image, "error")
     assert len(faces.faces) == 2 and count == faces.count() >= 2
     crops, info = node(photo, "NullFaceCropFaces")(image, faces, 128, 1.0)
     assert crops.shape == (count, 128, 128, 3) and len(info) == count
@@ -77,7 +77,7 @@ def test_detect_crop_mask_paste(photo, models):
 def test_node_errors(photo, models):
     img = fd.image("astronaut")
     image = as_tensor(img)
-    faces, _ = node(photo, "NullFaceDetectFaces")(models, image, "error")
+    faces, _, _ = node(photo, "NullFaceDetectFaces")(models, image, "error")
     crops, info = node(photo, "NullFaceCropFaces")(image, faces, 64, 1.0)
     none = {r: False for r in ("eyes", "brows", "nose", "mouth", "skin", "face")}
     with pytest.raises(ValueError, match="tick at least one"):
@@ -87,7 +87,7 @@ def test_node_errors(photo, models):
     blank = torch.full((1, 64, 64, 3), 0.5)
     with pytest.raises(Exception, match="no face"):
         node(photo, "NullFaceDetectFaces")(models, blank, "error")
-    empty, n = node(photo, "NullFaceDetectFaces")(models, blank, "pass")
+    empty, n, _ = node(photo, "NullFaceDetectFaces")(models, blank, "pass")
     assert n == 0
     with pytest.raises(ValueError, match="no faces"):
         node(photo, "NullFaceCropFaces")(blank, empty, 64, 1.0)

@@ -165,8 +165,8 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
     fm = FaceModels(detector=DlibDetector(), arcface=ArcFace(find_buffalo(tiny["insightface_root"]) /
                                                                 "w600k_r50.onnx"))
     image = torch.from_numpy(np.stack([astronaut, astronaut[:, ::-1].copy()]).astype(np.float32) / 255)
-    faces, count = node(pack, "NullFaceDetectFaces")(fm, image, "error")
-    assert count >= 2 and len(faces.faces) == 2
+    faces, count, ignored = node(pack, "NullFaceDetectFaces")(fm, image, "error")
+    assert count >= 2 and len(faces.faces) == 2 and ignored == 0
     crops, info = node(pack, "NullFaceCropFaces")(image, faces, 64, 1.3)
     assert crops.shape == (count, 64, 64, 3) and len(info) == count
     regions = {r: r in ("eyes", "mouth") for r in ("eyes", "brows", "nose", "mouth", "skin", "face")}
@@ -178,17 +178,36 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
     (same,) = node(pack, "NullFacePasteFaces")(image, info, crops)
     assert torch.allclose(same, image, atol=1 / 255)
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
-    out, report, n = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "eyes,mouth", "error", "error",
-                                                          10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
-    assert out.shape == image.shape and n == count and "image 1:" in report
+    out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "eyes,mouth", "error", "error",
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+    assert out.shape == image.shape and n == count and ign == 0 and "image 1:" in report
     outside = (out - image).abs().amax(-1) > 1 / 255
     assert outside.any() and outside.float().mean() < 0.2
     blank = torch.full((1, 96, 96, 3), 128 / 255)            # an 8-bit value, as LoadImage gives
     with pytest.raises(Exception, match="no face"):
         node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
-    out, report, n = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "pass",
-                                                          10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
-    assert n == 0 and torch.equal(out, blank) and "no face" in report
+    out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "pass",
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+    assert n == 0 and ign == 0 and torch.equal(out, blank) and "no face" in report
+
+
+def test_photo_nodes_list_and_count_faces_ignored_by_the_minimum_size(pack, tiny, astronaut):
+    """The face models' min_face_size leaves small faces out: the nodes count them and the report lists
+    each with its box and reason (before, they vanished from the detector's list unreported)."""
+    from nullface.detect import DlibDetector
+    sizes = sorted(f.size for f in DlibDetector().detect(astronaut))
+    assert len(sizes) == 2 and sizes[0] < sizes[1]
+    fm = FaceModels(detector=DlibDetector(min_size=(sizes[0] + sizes[1]) / 2),
+                    arcface=ArcFace(find_buffalo(tiny["insightface_root"]) / "w600k_r50.onnx"))
+    image = torch.from_numpy(astronaut[None].astype(np.float32) / 255)
+    faces, count, ignored = node(pack, "NullFaceDetectFaces")(fm, image, "error")
+    assert count == 1 and ignored == 1 and faces.ignored[0][0].ignored.startswith("smaller than min_face_size")
+    (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
+    out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "", "error", "error",
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+    assert n == 1 and ign == 1 and "1 IGNORED" in report
+    assert any(ln.strip().startswith("ignored face [") and "smaller than min_face_size" in ln
+               for ln in report.splitlines())
 
 
 def test_anonymize_photo_node_reports_the_audit(pack, tiny, astronaut):
@@ -199,8 +218,8 @@ def test_anonymize_photo_node_reports_the_audit(pack, tiny, astronaut):
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     cls = pack.NODE_CLASS_MAPPINGS["NullFaceAnonymizePhoto"]
     inst = cls()
-    out, report, n = inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64,
-                                    audit_tries=2)
+    out, report, n, _ = inst.anonymize(pipe, fm, image, "", "pixelate", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0,
+                                       64, audit_tries=2)
     lines = [ln for ln in report.splitlines() if ln.strip().startswith("audit")]
     assert lines and all(("pass after 1" in ln) or ("FAIL after 2" in ln) or ("pass after 2" in ln) for ln in lines)
     first = inst._dlib

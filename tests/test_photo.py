@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from nullface.crop import crop_face, region_in_image
-from nullface.detect import DetectedFace
+from nullface.detect import DetectedFace, DlibDetector
 from nullface.errors import FaceFailedError, InputError, NoFaceError
 from nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch
 from nullface.policy import apply_failure, no_face, obscure
@@ -164,19 +164,48 @@ def test_no_face_policies():
         no_face("x", "error")
 
 
-def test_min_size_score_and_max_faces():
+def test_min_size_score_and_max_faces_list_ignored_faces_with_box_and_reason():
     img = fd.image("t1")
     sizes = sorted(f.size for f in fd.faces("t1"))
     res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(min_face_size=sizes[-1]))
     assert res.found == sum(s >= sizes[-1] for s in sizes) and len(res.ignored) == 6 - res.found
-    assert res.ignored[0]["reason"] == "smaller than min_face_size"
+    assert res.ignored[0]["reason"].startswith("smaller than min_face_size") and len(res.ignored[0]["bbox"]) == 4
+    assert res.counts["ignored"] == 6 - res.found
     res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(score_threshold=1.0))
     expected = sum(f.score >= 1.0 for f in fd.faces("t1"))
     assert 0 < res.found == expected < 6 and len(res.ignored) == 6 - expected
-    with pytest.raises(FaceFailedError, match="max_faces=2"):          # fail closed: extra faces are not skipped
-        anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2))
-    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2, on_failure="blur"))
-    assert res.anonymized == 2 and res.failed == 4 and all(f.policy == "blur" for f in res.faces[2:])
+    # max_faces has one meaning everywhere: the largest are anonymized, the others are ignored (listed)
+    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2))
+    assert res.anonymized == 2 and res.failed == 0 and len(res.ignored) == 4
+    assert all(i["reason"].startswith("beyond max_faces=2") for i in res.ignored)
+    assert min(f.area for f in fd.faces("t1")[:2]) >= max((i["bbox"][2] - i["bbox"][0]) * (i["bbox"][3] - i["bbox"][1])
+                                                          for i in res.ignored) - 1
+
+
+def test_every_detected_face_is_anonymized_failed_or_listed_as_ignored():
+    """A face left out by the filters is never dropped unreported, whichever layer filters it."""
+    img = fd.image("t1")
+    faces = fd.faces("t1")
+    cut = sorted(f.size for f in faces)[3]
+    detector = DlibDetector(min_size=cut)                        # filtering configured on the detector ...
+    res = anonymize_photo(img, detector, invert, PhotoOptions(max_faces=2))   # ... and on the options
+    assert res.found + len(res.ignored) == len(faces) == 6
+    reasons = [i["reason"] for i in res.ignored]
+    assert sum(r.startswith("smaller than min_face_size") for r in reasons) == sum(f.size < cut for f in faces)
+    assert any(r.startswith("beyond max_faces") for r in reasons)
+    # all faces ignored: no "no face" error, the image comes back unchanged with every face listed
+    res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(min_face_size=10_000))
+    assert res.found == 0 and len(res.ignored) == 6 and res.image is img
+    found = detect_batch([img], t1_detector(), options=PhotoOptions(min_face_size=cut))
+    assert found.count() + found.ignored_count() == 6 and found.ignored_count() == sum(f.size < cut for f in faces)
+
+
+def test_error_policy_counts_every_failed_face_of_the_file():
+    half = lambda image, crops: [255 - crops[0].image] + [RuntimeError("x")] * (len(crops) - 1)  # noqa: E731
+    with pytest.raises(FaceFailedError, match="5 face") as err:
+        anonymize_photo(fd.image("t1"), t1_detector(), half, PhotoOptions(batch=8))
+    assert err.value.faces_failed == 5 and err.value.faces_found == 6
+    assert err.value.result.image is None and [f.status for f in err.value.result.faces].count("failed") == 5
 
 
 def test_image_layouts():

@@ -3,7 +3,8 @@
 Outputs mirror the inputs' folder structure under OUTDIR and carry pixels only (no EXIF, no text
 chunks). ``OUTDIR/report.json`` records every file; a run resumes where the last one stopped (files
 recorded as done whose output exists are skipped). Exit status: 0 all good, 1 a face failed or a file
-could not be processed (or had no face with ``--on-no-face error``), 2 bad arguments, 130 interrupted.
+could not be processed (or had no face with ``--on-no-face error``), 2 bad arguments, 3 faces were
+ignored (``--min-face-size``, ``--max-faces``) and ``--allow-ignored-faces`` was not given, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ REPORT = "report.json"
 DONE = ("done", "passed")                       # statuses that resume skips
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
 OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
-                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure")
+                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
+                  "min_face_size", "max_faces")
 
 
 def add_parser(sub) -> None:
@@ -60,10 +62,15 @@ def add_parser(sub) -> None:
     f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
     f.add_argument("--crop-size", type=int, default=512, help="face crop size the model works at (default 512)")
     f.add_argument("--zoom", type=float, default=1.0, help="crop framing: 1.0 = FFHQ alignment, larger = wider")
-    f.add_argument("--min-face-size", type=int, default=0, help="ignore faces smaller than this (pixels; "
-                                                                "ignored faces are listed in the report)")
-    f.add_argument("--max-faces", type=int, default=0, help="anonymize at most this many faces per image, "
-                                                            "largest first; the rest get --on-failure (0 = all)")
+    f.add_argument("--min-face-size", type=int, default=0,
+                   help="ignore faces smaller than this (pixels, shorter box side): they are left as they are, "
+                        "listed in the report, and the exit code is 3 unless --allow-ignored-faces")
+    f.add_argument("--max-faces", type=int, default=0,
+                   help="anonymize at most this many faces per image, largest first; the others are ignored "
+                        "like --min-face-size ones (0 = all)")
+    f.add_argument("--allow-ignored-faces", action="store_true",
+                   help="faces ignored by --min-face-size / --max-faces do not make the exit code non-zero "
+                        "(they are still left unanonymized and listed in the report)")
     f.add_argument("--score-threshold", type=float, default=0.5, help="insightface detection confidence "
                                                                       "(default 0.5; dlib uses its own, 0)")
     f.add_argument("--on-failure", choices=("error", "blur", "pixelate", "keep"), default="error",
@@ -186,8 +193,7 @@ def build_anonymizer(args):
     if missing:
         raise InputError(f"{' and '.join(missing)} required: the SD1.5 checkpoint and ip-adapter-faceid_sd15.bin")
     settings = _settings(args)
-    faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold,
-                             min_size=args.min_face_size)
+    faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
     audit = None
     if args.audit:
@@ -209,8 +215,7 @@ def _settings(args):
 
 def _detector(args):
     from ..detect import make_detector
-    return make_detector(args.detector, model_dir=args.insightface_root, score_threshold=args.score_threshold,
-                         min_size=args.min_face_size)
+    return make_detector(args.detector, model_dir=args.insightface_root, score_threshold=args.score_threshold)
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -226,7 +231,7 @@ def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -
     """Anonymize one file into ``target``; the report entry (never raises, except KeyboardInterrupt)."""
     from ..errors import NullFaceError
     from ..photo import anonymize_photo
-    entry = {"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0}
+    entry = {"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0, "ignored": 0}
     t0 = time.perf_counter()
     try:
         if not src.is_file():
@@ -237,23 +242,33 @@ def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -
             raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
         res = anonymize_photo(image, detector, anonymizer, options, name=key)
         entry.update(res.to_dict())
-        if getattr(anonymizer, "audits", None) is not None:      # --audit: every try of every face
-            entry["audit"] = [a.to_dict() for a in anonymizer.audits]
-            anonymizer.audits.clear()
-        entry["status"] = "passed" if res.found == 0 else "done" if res.failed == 0 else "done_with_policy"
+        _take_audits(entry, anonymizer)
+        entry["status"] = ("passed" if res.found == 0 and not res.ignored else
+                           "done" if res.failed == 0 else "done_with_policy")
         save_image(res.image, target)
         entry["output"] = str(target)
     except Exception as exc:                                     # reported per file; the run goes on
         kind = type(exc).__name__
         entry["status"] = {"NoFaceError": "no_face", "FaceFailedError": "failed"}.get(kind, "error")
         entry["error"] = str(exc) if isinstance(exc, (NullFaceError, ValueError, OSError)) else f"{kind}: {exc}"
-        entry["faces_found"] = getattr(exc, "faces_found", 0)
-        entry["failed"] = getattr(exc, "faces_failed", 0)
+        partial = getattr(exc, "result", None)                   # what was found before the file failed
+        if partial is not None:
+            entry.update(partial.to_dict())
+        entry["faces_found"] = getattr(exc, "faces_found", entry.get("faces_found", 0))
+        entry["failed"] = getattr(exc, "faces_failed", entry.get("failed", 0))
+        entry["anonymized"] = 0                                  # nothing was written
+        _take_audits(entry, anonymizer)
         log.error("%s: %s", key, entry["error"])
-        if getattr(anonymizer, "audits", None):
-            anonymizer.audits.clear()
     entry["seconds"] = round(time.perf_counter() - t0, 3)
     return entry
+
+
+def _take_audits(entry: dict, anonymizer) -> None:
+    """Move the audits of this file's faces (``--audit``: every try) into its report entry."""
+    audits = getattr(anonymizer, "audits", None)
+    if audits:
+        entry["audit"] = [a.to_dict() for a in audits]
+        audits.clear()
 
 
 def run(args, anonymizer=None, detector=None) -> int:
@@ -324,7 +339,9 @@ def run(args, anonymizer=None, detector=None) -> int:
     if interrupted:
         return 130
     t = report["totals"]
-    return 1 if (t["faces_failed"] or t["files_error"] or t["files_failed"] or t["files_no_face"]) else 0
+    if t["faces_failed"] or t["files_error"] or t["files_failed"] or t["files_no_face"]:
+        return 1
+    return 3 if t["faces_ignored"] and not getattr(args, "allow_ignored_faces", False) else 0
 
 
 def _with_totals(report: dict) -> dict:
@@ -337,7 +354,7 @@ def _with_totals(report: dict) -> dict:
         "files_failed": sum(e.get("status") == "failed" for e in files),
         "files_error": sum(e.get("status") == "error" for e in files),
         "faces_found": sum(e.get("faces_found", 0) for e in files),
-        "faces_anonymized": sum(e.get("anonymized", 0) for e in files),
+        "faces_anonymized": sum(e.get("anonymized", 0) for e in files if e.get("output")),   # written only
         "faces_failed": sum(e.get("failed", 0) for e in files),
         "faces_ignored": sum(e.get("ignored", 0) for e in files),
     }
@@ -345,11 +362,11 @@ def _with_totals(report: dict) -> dict:
 
 
 def _print_summary(report: dict, path: Path, skipped: int = 0) -> None:
-    rows = [("file", "status", "found", "anonymized", "failed")]
+    rows = [("file", "status", "found", "anonymized", "failed", "ignored")]
     for key, e in report.get("files", {}).items():
         rows.append((key, e.get("status", "?"), str(e.get("faces_found", 0)), str(e.get("anonymized", 0)),
-                     str(e.get("failed", 0))))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+                     str(e.get("failed", 0)), str(e.get("ignored", 0))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     t = report["totals"]
@@ -357,6 +374,7 @@ def _print_summary(report: dict, path: Path, skipped: int = 0) -> None:
           f"(passed), {t['files_no_face']} without face (error), {t['files_failed']} failed, {t['files_error']} "
           f"unreadable or errored" + (f", {skipped} skipped (already done)" if skipped else "")
           + f"; faces: {t['faces_found']} found, {t['faces_anonymized']} anonymized, {t['faces_failed']} failed"
-          + (f", {t['faces_ignored']} ignored (too small)" if t["faces_ignored"] else "")
+          + (f", {t['faces_ignored']} IGNORED (left as they are, listed under ignored_faces in the report)"
+             if t["faces_ignored"] else "")
           + (". INTERRUPTED: run the same command again to resume" if report.get("interrupted") else "")
           + f". Report: {path}")
