@@ -188,7 +188,7 @@ class FaceAudit:
 
     bbox: tuple[float, float, float, float]
     results: tuple[RecognizerResult, ...]
-    landmarks_source: str = "refit"   # how the anonymized face's landmarks were found: "refit" | "original"
+    landmarks_source: str = "refit"   # how both sides' landmarks were found: "refit" | "original" (detected)
 
     @property
     def passed(self) -> bool:
@@ -250,20 +250,35 @@ def _check_pair(original: np.ndarray, anonymized: np.ndarray) -> None:
                          "in size: audit the anonymized image at the original's resolution")
 
 
+def paired_geometry(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
+                    landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+                    ) -> tuple[FaceGeometry, FaceGeometry, str]:
+    """The geometry of one face on both images, found the same way on each: landmarks re-fitted inside
+    the same box (``"refit"``), or, when that fails on either image, the detected landmarks on both
+    (``"original"``). Identical images thus get identical geometry, and a distance of 0."""
+    orig_geo, source = refit_geometry(original, face, landmarker)
+    if source == "refit":
+        anon_geo, source = refit_geometry(anonymized, face, landmarker)
+        if source == "refit":
+            return orig_geo, anon_geo, source
+    base = _geometry(face)
+    return base, base, "original"
+
+
 def audit_face(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
                recognizers: Sequence[Recognizer],
                landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> FaceAudit:
     """Compare one face of ``original`` with the same place in ``anonymized`` using every recognizer.
 
-    ``face`` was detected on the original. On the anonymized image the landmarks are re-fitted inside
-    the same box (NullFace preserves the pose) with ``landmarker``, by default the first recognizer's
-    ``landmarks`` method; if that fails the original landmarks are used.
+    ``face`` was detected on the original. Both sides are measured with the same geometry: the
+    landmarks are re-fitted inside the same box on each image (NullFace preserves the pose) with
+    ``landmarker``, by default the first recognizer's ``landmarks`` method; if that fails on either
+    image the detected landmarks are used on both.
     """
     _check_pair(original, anonymized)
     if landmarker is None:
         landmarker = next((r.landmarks for r in recognizers if hasattr(r, "landmarks")), None)
-    orig_geo = _geometry(face)
-    anon_geo, source = refit_geometry(anonymized, face, landmarker)
+    orig_geo, anon_geo, source = paired_geometry(original, anonymized, face, landmarker)
     results = []
     for rec in recognizers:
         try:

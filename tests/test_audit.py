@@ -287,3 +287,32 @@ def test_retry_with_real_audit(astronaut, astro_face, dlib_rec):
     assert out.passed
     assert 1 < len(out.tries) <= 6
     assert not out.tries[0].passed
+
+
+def test_identical_images_score_zero_through_the_cli_audit(t1_image, t1_faces, astronaut, astro_face, dlib_rec):
+    """The CLI's and the photo node's audit (crop_audit) measures both crops with the same geometry, so
+    an unchanged face scores a distance of about 0 (it measured 0.03-0.26 when the anonymized side's
+    landmarks were re-fitted in the rotated crop's hull while the original kept the detected ones)."""
+    from nullface.crop import crop_face
+    from nullface.pipeline import crop_audit
+    fake = _FakeArcFace()
+    audit = crop_audit([dlib_rec, A.ArcFaceRecognizer(fake)])
+    for image, face in [(astronaut, astro_face)] + [(t1_image, f) for f in t1_faces]:
+        crop = crop_face(image, face, 512)
+        fa = audit(crop.image, crop.image.copy(), crop)
+        assert fa.result("dlib").score < 1e-6 and not fa.passed, fa.summary()
+        np.testing.assert_array_equal(fake.calls[-2], fake.calls[-1])        # ArcFace: the same keypoints
+    fa = A.audit_face(astronaut, astronaut.copy(), astro_face, [dlib_rec])
+    assert fa.result("dlib").score < 1e-6
+
+
+def test_geometry_falls_back_to_the_detected_landmarks_on_both_sides(astronaut, astro_face):
+    calls = []
+
+    def refit_once(image, box):              # works on the original, fails on the anonymized image
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("boom")
+        return astro_face.landmarks68 + 1
+    a, b, source = A.paired_geometry(astronaut, astronaut, astro_face, refit_once)
+    assert source == "original" and np.array_equal(a.landmarks, b.landmarks)
