@@ -10,8 +10,10 @@ available here:
 * **Eye openness** (gaze proxy): |delta eye aspect ratio|, mean of both eyes. **Mouth**: |delta mouth aspect ratio|.
 * **Pose**: angle of the relative rotation between the head poses (degrees), from 68 landmarks with
   ``cv2.solvePnP`` against a generic 3-D face model.
-* **Background PSNR / SSIM**: outside the face boxes (grown by a margin), PSNR capped at 100 dB for
-  identical pixels; SSIM is Wang et al.'s (Gaussian window sigma 1.5) on luma, averaged over the background.
+* **Background PSNR / SSIM**: outside every region an anonymizer may change: the paste region of each face
+  (``nullface.crop``, the region ``anonymize`` actually pastes) and the face box grown by a margin; PSNR capped
+  at 100 dB for identical pixels; SSIM is Wang et al.'s (Gaussian window sigma 1.5) on luma, averaged over
+  the background pixels whose whole window lies in the background.
 """
 from __future__ import annotations
 
@@ -143,6 +145,20 @@ def face_region_mask(shape: tuple[int, int], boxes: Sequence[np.ndarray], margin
     return mask
 
 
+def paste_region_mask(image: np.ndarray, faces: Sequence[FaceLike]) -> np.ndarray:
+    """Bool HxW, True where pasting any of ``faces`` may change pixels (``nullface.crop.region_in_image``
+    of the face's 512 crop: the region the photo path actually pastes)."""
+    from .crop import crop_face, region_in_image
+    from .detect import DetectedFace
+    mask = np.zeros(image.shape[:2], bool)
+    for f in faces:
+        lm = getattr(f, "landmarks68", None)
+        face = f if isinstance(f, DetectedFace) else DetectedFace(np.asarray(f.bbox, np.float32), 0.0,
+                                                                  np.asarray(f.kps, np.float32), lm)
+        mask |= region_in_image(image.shape, crop_face(image, face, 512))
+    return mask
+
+
 def masked_psnr(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
     """PSNR (dB, 8-bit) over the pixels where ``keep`` is True; identical pixels give ``PSNR_CAP``."""
     if not keep.any():
@@ -179,10 +195,12 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def masked_ssim(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
-    """Mean SSIM over the pixels where ``keep`` is True."""
+    """Mean SSIM over the pixels where ``keep`` is True whose whole Gaussian window lies where ``keep`` is
+    True (so that changed pixels nearby do not count against the background); all of ``keep`` if none does."""
     if not keep.any():
         return float("nan")
-    return float(ssim_map(a, b)[keep].mean())
+    inside = keep & (_gaussian_blur((~keep).astype(np.float64)) <= 0.0)
+    return float(ssim_map(a, b)[inside if inside.any() else keep].mean())
 
 
 # ------------------------------------------------------------------------------------------- per pair / face
@@ -262,7 +280,7 @@ def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[
     if original.shape != anonymized.shape:
         raise InputError(f"{key or 'pair'}: the anonymized image is {anonymized.shape[1]}x{anonymized.shape[0]}, "
                          f"the original {original.shape[1]}x{original.shape[0]}; compare images of one size")
-    keep = ~face_region_mask(original.shape[:2], [f.bbox for f in faces], margin)
+    keep = ~(face_region_mask(original.shape[:2], [f.bbox for f in faces], margin) | paste_region_mask(original, faces))
     per_face = tuple(face_metrics(original, anonymized, f, recognizers, landmarker) for f in faces)
     return PairMetrics(key, per_face, masked_psnr(original, anonymized, keep), masked_ssim(original, anonymized, keep))
 

@@ -63,9 +63,11 @@ def _run_eval(argv):
 def test_eval_command_writes_table_csv_and_sheet(folders, tmp_path, capsys):
     orig, anon = folders
     out = tmp_path / "out"
-    rc = _run_eval([str(orig), str(anon), "-o", str(out)])
+    sheet_path = tmp_path / "private" / "sheet.png"
+    rc = _run_eval([str(orig), str(anon), "-o", str(out), "--contact-sheet", str(sheet_path)])
     text = capsys.readouterr().out
     assert rc == 0, text
+    assert "ORIGINAL faces" in text
     for col in ("Re-ID dlib (%)", "Expression", "Eye open.", "Pose (deg)", "BG PSNR (dB)", "BG SSIM"):
         assert col in text
     assert "3 pair(s)" in text
@@ -92,11 +94,22 @@ def test_eval_command_writes_table_csv_and_sheet(folders, tmp_path, capsys):
     real = next(f for f in blur_faces if abs(f["bbox"][0] - ASTRO_FACE[0]) < 10 and abs(f["bbox"][1] - ASTRO_FACE[1]) < 10)
     assert real["reidentified"] == {"dlib": False} and real["scores"]["dlib"] > 0.6
 
-    sheet = Image.open(out / "contact_sheet.png")
+    sheet = Image.open(sheet_path)
     assert sheet.size == (3 * 160, 3 * 160 + 2 * 4)
     arr = np.asarray(sheet.convert("RGB"))
     assert arr[160 + 4:320 + 4, 320:].max() == 0          # the unchanged copy's difference cell is black
     assert arr[:160, 320:].max() > 100                    # the blurred face shows up amplified
+
+
+def test_contact_sheet_is_opt_in_and_never_beside_the_anonymized_set(folders, tmp_path, capsys):
+    """The sheet shows the original faces: not written by default, refused inside the shared folders."""
+    orig, anon = folders
+    assert _run_eval([str(orig), str(anon)]) == 0                     # default OUTDIR: beside ANONYMIZED
+    out = anon.parent / "eval"
+    assert sorted(p.name for p in out.iterdir()) == ["eval.csv", "eval.json"]
+    for inside in (anon / "sheet.png", out / "sheet.png"):
+        assert _run_eval([str(orig), str(anon), "-o", str(out), "--contact-sheet", str(inside)]) == 2
+        assert "ORIGINAL faces" in capsys.readouterr().out and not inside.exists()
 
 
 def test_eval_reports_bad_pairs_and_missing_files(tmp_path, astronaut, capsys):
@@ -230,3 +243,20 @@ def test_eval_with_arcface_root(tmp_path, astronaut, capsys):
     rc = _run_eval([str(orig), str(anon), "-o", str(tmp_path / "out2"), "--insightface-root", str(tmp_path / "none")])
     text = capsys.readouterr().out
     assert rc == 0 and "ArcFace is skipped" in text and "Re-ID arcface" not in text
+
+
+def test_byte_identical_background_scores_as_identical(astronaut, t1_image, landmarker):
+    """The background is everything outside the region the photo path actually pastes: an output whose
+    background is byte-identical scores 100 dB and SSIM 1 (it scored about 34 dB when the background was
+    taken as the face boxes grown by 25 %, smaller than the paste region)."""
+    from nullface.detect import DlibDetector
+    from nullface.photo import anonymize_photo
+    det = DlibDetector()
+    invert = lambda image, crops: [255 - c.image for c in crops]  # noqa: E731
+    for image in (astronaut, t1_image):
+        out = anonymize_photo(image, det, invert).image
+        faces = det.detect(image)
+        pair = E.evaluate_pair(image, out, faces, [], landmarker, margin=0.25)
+        assert pair.bg_psnr == E.PSNR_CAP and pair.bg_ssim == pytest.approx(1.0, abs=1e-12)
+        changed = np.any(out != image, -1)
+        assert changed.any() and not (changed & ~E.paste_region_mask(image, faces)).any()
