@@ -199,6 +199,8 @@ def check_ui(ui: dict, specs: dict) -> tuple[list[str], dict]:
             problems.append(f"{where}: not listed by node {src}'s output {src_slot}")
         if ins[dst_slot].get("link") != lid:
             problems.append(f"{where}: node {dst}'s input {dst_slot} does not name it")
+        if nodes[src].get("mode", 0) and not nodes[dst].get("mode", 0):
+            problems.append(f"{where}: node {dst} runs on the output of muted node {src}")
         out_type, in_type = outs[src_slot].get("type"), ins[dst_slot].get("type")
         if not (ltype == out_type == in_type):
             problems.append(f"{where}: joins {out_type} to {in_type} (link type {ltype})")
@@ -227,8 +229,9 @@ def check_api(api: dict, ui: dict, ui_widgets: dict, specs: dict) -> list[str]:
     """Problems of the API twin, alone and against the UI graph."""
     problems = []
     nodes = {str(n["id"]): n for n in ui.get("nodes", [])}
-    if set(api) != set(nodes):
-        problems.append(f"API nodes {sorted(api)} != UI nodes {sorted(nodes)}")
+    active = {k for k, n in nodes.items() if n.get("mode", 0) == 0}      # muted / bypassed nodes do not run
+    if set(api) != active:
+        problems.append(f"API nodes {sorted(api)} != UI nodes {sorted(active)} (muted ones left out)")
     links = {l[0]: l for l in ui.get("links", []) if isinstance(l, list) and len(l) == 6}
     has_output = False
     for nid, entry in api.items():
@@ -365,6 +368,22 @@ def test_the_localized_workflows_keep_eyes_and_mouth():
         assert "SaveImage" not in {n["class_type"] for n in _read(path).values()}, path.name
 
 
+@pytest.mark.parametrize("path", UI_FILES, ids=[p.stem for p in UI_FILES])
+def test_no_example_writes_the_original_unless_the_user_unmutes_it(path):
+    """What runs saves only through the metadata-free save node; a preview (which writes its images, the
+    workflow and the input's file name into ComfyUI's temp/) is muted, in a group saying so."""
+    api = _read(WORKFLOWS / "api" / path.name)
+    outputs = {n["class_type"] for n in api.values()} & {"PreviewImage", "SaveImage", "NullFaceSaveAnonymized"}
+    assert outputs == {"NullFaceSaveAnonymized"}, path.name
+    ui = _read(path)
+    for n in ui["nodes"]:
+        if n["type"] in ("PreviewImage", "SaveImage"):
+            assert n["mode"] == 2 and "ORIGINAL" in n.get("title", ""), (path.name, n["id"])
+            x, y = n["pos"]
+            assert any("ORIGINAL" in g["title"] and g["bounding"][0] <= x <= g["bounding"][0] + g["bounding"][2]
+                       and g["bounding"][1] <= y <= g["bounding"][1] + g["bounding"][3] for g in ui["groups"])
+
+
 def api_src(api: dict, link: list) -> dict:
     return api[link[0]]
 
@@ -419,7 +438,7 @@ def _mutations():
         api_node(api, "NullFaceSampler")["inputs"]["identity"] = [api_node_id(api, "NullFaceEmbedding"), 0]
 
     def api_node_missing(ui, api):
-        del api[api_node_id(api, "PreviewImage")]
+        del api[api_node_id(api, "NullFaceSaveAnonymized")]
 
     def api_required_missing(ui, api):
         del api_node(api, "NullFaceInversion")["inputs"]["t_skip"]

@@ -10,6 +10,10 @@ Widget values follow each node's ``INPUT_TYPES`` order (required, then optional)
 them: an INT input named ``seed`` / ``noise_seed`` (or flagged ``control_after_generate``) is followed by
 its "control after generate" value, and LoadImage's upload button stores ``"image"``.
 Values not given in a description are the node's defaults, so the workflows carry the paper's settings.
+Nothing in an example writes the original face: results go to the metadata-free save node, and a
+before/after comparison is a separate, MUTED group (mode 2, left out of the API twin) that the user may
+unmute on their own machine; ComfyUI's preview writes its images, with the workflow and the input's file
+name, into its temp folder.
 
 Usage: ``python tools/make_workflows.py [--out DIR] [--check]`` (``--check`` compares with the files on
 disk and exits 1 when they are stale).
@@ -168,6 +172,7 @@ class Node:
     links: dict[str, Out]
     color: str | None = None
     col: int | None = None          # layout hint: the column to put the node in
+    mode: int = 0                   # 0 = runs; 2 = muted ("never"): in the UI only, left out of the API twin
 
     def __getitem__(self, name: str) -> Out:
         names = self.spec.output_names
@@ -186,7 +191,7 @@ class Graph:
     groups: list[tuple[str, list[Node], str]] = field(default_factory=list)
 
     def add(self, type_: str, title: str | None = None, color: str | None = None, col: int | None = None,
-            **kwargs) -> Node:
+            mode: int = 0, **kwargs) -> Node:
         if type_ not in self.specs:
             raise KeyError(f"{self.name}: node type {type_!r} is not registered (not in the pack's "
                            "NODE_CLASS_MAPPINGS nor in CORE_NODES)")
@@ -207,7 +212,9 @@ class Graph:
         for inp in spec.sockets:
             if inp.required and inp.name not in links:
                 raise ValueError(f"{self.name}: required input {type_}.{inp.name} is not connected")
-        node = Node(len(self.nodes) + 1, spec, title, values, links, color, col)
+        if any(src.node.mode for src in links.values()) and not mode:
+            raise ValueError(f"{self.name}: {type_} would run on the output of a muted node")
+        node = Node(len(self.nodes) + 1, spec, title, values, links, color, col, mode)
         self.nodes.append(node)
         return node
 
@@ -340,7 +347,7 @@ def to_ui(graph: Graph) -> dict:
         outputs = [{"name": name, "type": t, "links": out_links.get((n.id, i), []), "slot_index": i}
                    for i, (name, t) in enumerate(zip(n.spec.output_names, n.spec.outputs))]
         entry = {"id": n.id, "type": n.spec.type, "pos": pos, "size": size, "flags": {}, "order": order[n.id],
-                 "mode": 0, "inputs": inputs, "outputs": outputs,
+                 "mode": n.mode, "inputs": inputs, "outputs": outputs,
                  "properties": {"Node name for S&R": n.spec.type}, "widgets_values": widgets_values(n)}
         if n.title:
             entry["title"] = n.title
@@ -364,6 +371,8 @@ def to_ui(graph: Graph) -> dict:
 def to_api(graph: Graph) -> dict:
     api = {}
     for n in graph.nodes:
+        if n.mode:                                          # muted: not part of the prompt
+            continue
         inputs = {}
         for inp in n.spec.inputs:
             if inp.name in n.links:
@@ -393,12 +402,24 @@ def _identity(g: Graph, face_models: Node, image: Out, lambda_id: float | None =
     return emb, g.add("NullFaceNegateIdentity", title, embeddings=emb["embeddings"], **values)
 
 
+PREVIEW_WARNING = "Muted: before | after writes the ORIGINAL to temp/"
+
+
+def _level(n: Node) -> int:
+    """The longest path from a source to ``n`` (its layout column when nothing else places it)."""
+    return 1 + max((_level(o.node) for o in n.links.values()), default=-1)
+
+
 def _save_and_compare(g: Graph, original: Out, result: Out, prefix: str | None = None) -> Graph:
-    """Save the result without metadata and preview it next to the original."""
+    """Save the result without metadata; a before/after preview, muted, in a group that says what it writes."""
     values = {} if prefix is None else {"filename_prefix": prefix}
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=result, **values)
-    both = g.add("ImageBatch", "Before | after", image1=original, image2=result)
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
+    save = g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=result, **values)
+    col = _level(save) + 1                                  # to the right of the save node, apart from it
+    both = g.add("ImageBatch", "Before | after", col=col, image1=original, image2=result, mode=2)
+    preview = g.add("PreviewImage", "Unmute (Ctrl+M) to compare: writes the ORIGINAL face and the input's file "
+                    "name into ComfyUI's temp folder", col=col + 1,
+                    mode=2, images=both["IMAGE"])
+    g.group(PREVIEW_WARNING, [both, preview], color="#a1309b")
     return g
 
 
@@ -454,10 +475,11 @@ def lambda_sweep(specs) -> Graph:
             for cfg in (5, 10, 15)]
     outs.append(g.add("NullFaceSampler", "lambda_cfg 10, lambda_id 2.0", pipe=pipe["pipe"],
                       inversion=inv["inversion"], identity=id2["identity"], lambda_cfg=10.0))
-    batch = img["IMAGE"]
-    for i, o in enumerate(outs):
-        batch = g.add("ImageBatch", f"Batch {i + 2} images", col=4, image1=batch, image2=o["image"])["IMAGE"]
-    g.add("PreviewImage", "original | cfg 5 | cfg 10 | cfg 15 | cfg 10 + lambda_id 2", col=5, images=batch)
+    batch = outs[0]["image"]
+    for i, o in enumerate(outs[1:]):
+        batch = g.add("ImageBatch", f"Batch {i + 2} results", col=4, image1=batch, image2=o["image"])["IMAGE"]
+    g.add("NullFaceSaveAnonymized", "cfg 5 | cfg 10 | cfg 15 | cfg 10 + lambda_id 2 (saved, no metadata)", col=5,
+          images=batch, filename_prefix="lambda_sweep")
     return g
 
 
@@ -481,11 +503,7 @@ def group_photo(specs) -> Graph | None:
     out = g.add("NullFaceAnonymizePhoto", "Anonymize every face, keep each person's eyes and mouth",
                 pipe=pipe["pipe"], face_models=fm["face_models"], image=img["IMAGE"], keep="eyes,mouth",
                 on_failure="error", on_no_face="error")
-    g.add("NullFaceSaveAnonymized", "Save anonymized (no metadata)", images=out["image"],
-          filename_prefix="anonymized_group")
-    both = g.add("ImageBatch", "Before | after", image1=img["IMAGE"], image2=out["image"])
-    g.add("PreviewImage", "Preview: original, anonymized", images=both["IMAGE"])
-    return g
+    return _save_and_compare(g, img["IMAGE"], out["image"], "anonymized_group")
 
 
 WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo)
