@@ -64,7 +64,9 @@ class NullFaceFaceModelsLoader:
                 "default": 0.5, "min": 0.01, "max": 1.0, "step": 0.01,
                 "tooltip": "Minimum detection confidence (insightface score; dlib uses its own scale)."}),
             "min_face_size": ("INT", {
-                "default": 0, "min": 0, "max": 4096, "tooltip": "Ignore faces smaller than this (pixels)."}),
+                "default": 0, "min": 0, "max": 4096,
+                "tooltip": "Faces smaller than this (pixels) are ignored: left as they are, listed in the photo "
+                           "nodes' report with box and reason, and counted in their 'ignored' outputs."}),
         }}
 
     RETURN_TYPES = (FACE_MODELS,)

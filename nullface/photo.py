@@ -192,6 +192,18 @@ def _warn_ignored(name: str, ignored: Sequence[DetectedFace]) -> None:
                     "; ".join(f"{[int(v) for v in f.bbox]} {f.ignored}" for f in ignored))
 
 
+def _nothing_to_anonymize(crop: FaceCrop) -> str | None:
+    """Why the crop's mask would leave the face itself unchanged (nothing of the face region is >= 0.5,
+    where the method binarizes M), else None."""
+    if crop.mask is None:
+        return None
+    from .regions import face_landmarks, region_mask
+    face = region_mask(crop.to_crop(face_landmarks(crop.face)), (crop.size, crop.size), ["face"]) > 0.5
+    if face.any() and not (np.asarray(crop.mask)[face] >= 0.5).any():
+        return "its mask keeps the whole face visible (kept regions / external mask): nothing would be anonymized"
+    return None
+
+
 def _check_result(res, crop: FaceCrop) -> str | None:
     """None when ``res`` is a usable anonymized crop, else why not."""
     if isinstance(res, BaseException):
@@ -238,8 +250,13 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
                 outcomes[i] = FaceOutcome(i, faces[i].bbox.tolist(), faces[i].score, "not_attempted")
             continue
         crops = {i: (crops0[i] if out is rgb else prepare_crop(out, faces[i], options, keep_mask)) for i in rnd}
-        for start in range(0, len(rnd), options.batch):
-            ids = rnd[start:start + options.batch]
+        for i in rnd:
+            why = _nothing_to_anonymize(crops[i])
+            if why is not None:
+                produced[i] = InputError(why)
+        todo = [i for i in rnd if i not in produced]
+        for start in range(0, len(todo), options.batch):
+            ids = todo[start:start + options.batch]
             try:
                 results = list(anonymizer(out, [crops[i] for i in ids]))
                 if len(results) != len(ids):

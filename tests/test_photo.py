@@ -253,3 +253,20 @@ def test_policy_helpers_touch_only_the_region():
     assert apply_failure(img, region, 90, "keep", "face 0", "x") is img
     with pytest.raises(InputError):
         obscure(img, region, "swirl", 90)
+
+
+def test_a_mask_that_keeps_the_whole_face_is_a_failure_not_a_success():
+    """keep=face (or an external mask that spares the face) would anonymize nothing of the face: the face
+    gets the failure policy instead of being reported as anonymized."""
+    calls = []
+
+    def spy(image, crops):
+        calls.append(len(crops))
+        return invert(image, crops)
+    with pytest.raises(FaceFailedError, match="keeps the whole face"):
+        anonymize_photo(fd.image("astronaut"), astro_detector(), spy, PhotoOptions(keep=("face",)))
+    res = anonymize_photo(fd.image("astronaut"), astro_detector(), spy, PhotoOptions(keep=("face",),
+                                                                                      on_failure="pixelate"))
+    assert res.failed == 1 and res.anonymized == 0 and calls == []
+    assert anonymize_photo(fd.image("astronaut"), astro_detector(), spy,
+                           PhotoOptions(keep=("eyes", "mouth"))).anonymized == 1
