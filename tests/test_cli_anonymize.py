@@ -411,3 +411,20 @@ def test_totals_count_only_faces_of_written_files(tmp_path, monkeypatch):
     assert cmd.run(_args(src, out), anonymizer=invert, detector=fd.FixedDetector(fd.faces("t1"))) == 1
     report = json.loads((out / "report.json").read_text())
     assert report["files"]["t1.png"]["status"] == "error" and report["totals"]["faces_anonymized"] == 0
+
+
+@pytest.mark.parametrize("flags, words", [(["--steps", "10", "--t-skip", "10"], "t_skip"),
+                                          (["--lambda-cfg", "0"], "lambda_cfg"), (["--lambda-id", "0"], "lambda_id"),
+                                          (["--ip-scale", "0"], "ip_adapter_scale"),
+                                          (["--mask-delay", "10"], "mask_delay")])
+def test_settings_that_anonymize_nothing_are_refused_before_any_file(tmp_path, capsys, flags, words):
+    from nullface.commands import anonymize as cmd
+    from tests import faces_data as fd
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(fd.image("astronaut")).save(src / "a.png")
+    calls = []
+    spy = lambda image, crops: calls.append(1) or [255 - c.image for c in crops]  # noqa: E731
+    out = tmp_path / "out"
+    assert cmd.run(_args(src, out, *flags), anonymizer=spy, detector=fd.FixedDetector(fd.faces("astronaut"))) == 2
+    assert words in capsys.readouterr().err and calls == [] and not (out / "a.png").exists()
