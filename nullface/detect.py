@@ -1,9 +1,10 @@
 """Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks).
 
 A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[DetectedFace]``, sorted by
-box area, largest first. Detectors drop nothing below their score threshold's verdict: their ``min_size``
-and ``max_faces`` only mark faces ``ignored`` (``select_faces``), which the photo path reports. Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG
-detector an SVM margin (about -1..3, 0 is dlib's own operating point).
+box area, largest first. Only their score threshold decides what is a face; their ``min_size`` and
+``max_faces`` mark faces ``ignored`` (``select_faces``), never drop them, so the photo path reports them.
+Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG detector an SVM margin
+(about -1..3, 0 is dlib's own operating point).
 """
 from __future__ import annotations
 

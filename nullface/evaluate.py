@@ -280,7 +280,8 @@ def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[
     if original.shape != anonymized.shape:
         raise InputError(f"{key or 'pair'}: the anonymized image is {anonymized.shape[1]}x{anonymized.shape[0]}, "
                          f"the original {original.shape[1]}x{original.shape[0]}; compare images of one size")
-    keep = ~(face_region_mask(original.shape[:2], [f.bbox for f in faces], margin) | paste_region_mask(original, faces))
+    boxes = face_region_mask(original.shape[:2], [f.bbox for f in faces], margin)
+    keep = ~(boxes | paste_region_mask(original, faces))
     per_face = tuple(face_metrics(original, anonymized, f, recognizers, landmarker) for f in faces)
     return PairMetrics(key, per_face, masked_psnr(original, anonymized, keep), masked_ssim(original, anonymized, keep))
 
