@@ -266,7 +266,7 @@ def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -
 def _take_audits(entry: dict, anonymizer) -> None:
     """Move the audits of this file's faces (``--audit``: every try) into its report entry."""
     audits = getattr(anonymizer, "audits", None)
-    if audits:
+    if audits is not None:
         entry["audit"] = [a.to_dict() for a in audits]
         audits.clear()
 
