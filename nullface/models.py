@@ -177,8 +177,9 @@ def load_sd15(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
     return pipe.to(device)
 
 
-def read_faceid(path: str | os.PathLike) -> dict:
+def read_faceid(path: str | os.PathLike, hint: str = FACEID_HINT) -> dict:
     """The IP-Adapter FaceID state dict as {'image_proj': ..., 'ip_adapter': ...}, checked for the right kind."""
+    FACEID_HINT = hint  # noqa: N806 (the messages below name the adapter the caller needs)
     path = _require(path, "IP-Adapter FaceID model", FACEID_HINT)
     raw = read_state_dict(path)
     if "image_proj" in raw and "ip_adapter" in raw:
@@ -205,8 +206,9 @@ def read_faceid(path: str | os.PathLike) -> dict:
     return sd
 
 
-def attach_faceid(pipe, state_dict: dict, name: str = "faceid") -> None:
+def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACEID_HINT) -> None:
     """Load FaceID's image projection, attention weights and LoRA into ``pipe`` through diffusers."""
+    FACEID_HINT = hint  # noqa: N806
     cross = pipe.unet.config.cross_attention_dim
     width = state_dict["image_proj"]["norm.weight"].shape[0]
     if width != cross:
