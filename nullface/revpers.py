@@ -54,7 +54,7 @@ class ReversePersonalizationSettings:
     seed: int = _p(0, "Seed of the inversion noise (same seed, same output on the same device).",
                    min=0, max=0xFFFFFFFF)
     crop_size: int = _p(1024, "Face crop size the model works at in whole photos (SDXL's native 1024, "
-                              "the authors' face_image_size).", min=256, max=2048, step=64)
+                              "the authors' face_image_size).", min=64, max=2048, step=8)
     inversion_batch: int = _p(8, "UNet rows per batched inversion call (memory vs speed only; same result).",
                               min=1, max=64)
 
