@@ -29,6 +29,9 @@ from nullface.devices import pick_device, pick_dtype  # noqa: E402
 from nullface.models import attach_faceid  # noqa: E402
 from nullface.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, _tokenizers  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from anonymize_cost import faceid_random  # noqa: E402  (same shapes rule: 512 -> 4 x cross, LoRA rank 128)
+
 
 def _randomize(module: torch.nn.Module, device, dtype, seed: int) -> torch.nn.Module:
     """Allocate a meta-built module on ``device`` and fill it with random weights (norms at 1/0)."""
@@ -62,26 +65,6 @@ def sdxl_random(device, dtype):
                                      tokenizer=tok, tokenizer_2=tok2, scheduler=sched)
 
 
-def faceid_sdxl_random(unet, rank: int = 128) -> dict:
-    """ip-adapter-faceid_sdxl.bin's shapes (1.07 GB in fp16)."""
-    g = torch.Generator().manual_seed(1)
-    r = lambda *s: torch.randn(*s, generator=g) * 0.02  # noqa: E731
-    cross = unet.config.cross_attention_dim
-    proj = {"proj.0.weight": r(1024, 512), "proj.0.bias": r(1024), "proj.2.weight": r(4 * cross, 1024),
-            "proj.2.bias": r(4 * cross), "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
-    ip, mods = {}, dict(unet.named_modules())
-    for i, name in enumerate(unet.attn_processors):
-        attn = mods[name[: -len(".processor")]]
-        h, c = attn.to_q.in_features, attn.to_k.in_features
-        for p, (fi, fo) in {"to_q": (h, h), "to_k": (c, h), "to_v": (c, h), "to_out": (h, h)}.items():
-            ip[f"{i}.{p}_lora.down.weight"] = r(rank, fi)
-            ip[f"{i}.{p}_lora.up.weight"] = r(fo, rank)
-        if name.endswith("attn2.processor"):
-            ip[f"{i}.to_k_ip.weight"] = r(h, cross)
-            ip[f"{i}.to_v_ip.weight"] = r(h, cross)
-    return {"image_proj": proj, "ip_adapter": ip}
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024, help="face crop size in pixels (1024 = the authors')")
@@ -95,17 +78,18 @@ def main(argv=None) -> dict:
     dtype = pick_dtype(device, args.dtype)
     seconds = {}
 
-    def sync():
+    def mark(phase: str, start: float) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
+        seconds[phase] = time.perf_counter() - start
+        print(f"{phase}: {seconds[phase]:.1f} s", file=sys.stderr, flush=True)   # progress as phases end
 
     t = time.perf_counter()
     sd = sdxl_random(device, dtype)
-    attach_faceid(sd, faceid_sdxl_random(sd.unet), "random FaceID SDXL", FACEID_SDXL_HINT)
+    attach_faceid(sd, faceid_random(sd.unet), "random FaceID SDXL", FACEID_SDXL_HINT)
     sd.to(device, dtype)
     pipe = SDXLPipe(pipeline=sd, device=device, dtype=dtype, checkpoint="random", faceid="random")
-    sync()
-    seconds["load"] = time.perf_counter() - t
+    mark("load", t)
 
     counter = {"evals": 0}
     sd.unet.register_forward_pre_hook(lambda m, a: counter.__setitem__("evals", counter["evals"] + a[0].shape[0]))
@@ -119,24 +103,20 @@ def main(argv=None) -> dict:
         x0 = R.encode(pipe, faces)
         pipe.encode_prompt("")
         pipe.encode_prompt(None)
-        sync()
-        seconds["encode"] = time.perf_counter() - t
+        mark("encode", t)
 
         t = time.perf_counter()
         inv = R.invert_latents(pipe, x0, s)
-        sync()
-        seconds["invert"] = time.perf_counter() - t
+        mark("invert", t)
         inversion_evals = counter["evals"]
 
         t = time.perf_counter()
         latents, _ = R.sample_latents(pipe, inv, R.identity_vectors([e[0]], s.id_scale))
-        sync()
-        seconds["sample"] = time.perf_counter() - t
+        mark("sample", t)
 
         t = time.perf_counter()
         R.decode(pipe, latents)
-        sync()
-        seconds["decode"] = time.perf_counter() - t
+        mark("decode", t)
 
     evals = counter["evals"]
     per_eval = (seconds["invert"] + seconds["sample"]) / max(1, evals)

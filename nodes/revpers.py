@@ -3,12 +3,15 @@ and one-node versions for aligned faces and whole photos."""
 from __future__ import annotations
 
 from ..nullface import revpers as R
-from ..nullface.photo import PhotoOptions, anonymize_photo
+from ..nullface.photo import PhotoOptions
 from ..nullface.pipeline import crop_audit, embed_images
 from ..nullface.revpers import ReversePersonalizationSettings as RS
 from ..nullface.sdxl import load_revpers_pipe
 
 from . import _paths
+from .loaders import checkpoint_choices, resolve_checkpoint
+from .method import _release
+from .photo import NO_FACE, ON_FAILURE, anonymize_photos
 from ._common import (CATEGORY, EMBEDS, FACE_MODELS, free_comfy_memory, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 
@@ -36,10 +39,10 @@ class RevPersLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        ckpts = _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
         return {"required": {
-            "checkpoint": (ckpts or ["sd_xl_base_1.0.safetensors"], {
-                "tooltip": "SDXL base 1.0 from models/checkpoints, or an SDXL diffusers folder from models/diffusers."}),
+            "checkpoint": (checkpoint_choices() or ["sd_xl_base_1.0.safetensors"], {
+                "tooltip": "SDXL base 1.0 from models/checkpoints, or an SDXL diffusers folder from "
+                           "models/diffusers."}),
             "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sdxl.bin"], {
                 "tooltip": "IP-Adapter FaceID for SDXL (ip-adapter-faceid_sdxl.bin, holds its LoRA) from "
                            "models/ipadapter."}),
@@ -56,12 +59,9 @@ class RevPersLoader:
     CATEGORY = f"{CATEGORY}/loaders"
 
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
-        if checkpoint.startswith("[diffusers] "):
-            ckpt = _paths.resolve("diffusers", checkpoint[len("[diffusers] "):])
-        else:
-            ckpt = _paths.resolve("checkpoints", checkpoint)
         free_comfy_memory()
-        pipe = load_revpers_pipe(ckpt, _paths.resolve("ipadapter", faceid), device=device, dtype=precision)
+        pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
+                                 dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
         return (pipe,)
 
@@ -155,7 +155,6 @@ class RevPersAnonymizePhoto:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from .photo import NO_FACE, ON_FAILURE
         req = {"pipe": PIPE_IN, "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
                "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
                "keep": ("STRING", {"default": "", "tooltip": "Regions each face keeps from the input (blended back "
@@ -194,25 +193,9 @@ class RevPersAnonymizePhoto:
         cb = step_callback(2 * s.steps)
         run = R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                 callback=lambda info: cb(info))
-        outs, lines, total = [], [], 0
-        for i, (a, k) in enumerate(zip(arrays, keeps)):
-            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
-            outs.append(res.image)
-            total += res.anonymized
-            lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
-                         + (" (no face: passed through)" if res.found == 0 else ""))
-            lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
-                      + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-            for j, checked in enumerate(run.audits):
-                lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} try(s)")
-            run.audits.clear()
+        outs, report, total = anonymize_photos(arrays, keeps, face_models.detector, run, opts)
         _release(pipe)
-        return (numpy_to_images(outs), "\n".join(lines), total)
-
-
-def _release(pipe):
-    if not getattr(pipe, "keep_loaded", True):
-        pipe.offload()
+        return (numpy_to_images(outs), report, total)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -23,8 +23,8 @@ import torch
 
 from .dpmsolver import (DPMInversion, DPMSchedule, dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps,
                         sample_dpmpp_2m_sde)
-from .errors import FaceFailedError, InputError, ModelFileError
-from .identity import BUFFALO_HINT, EMBED_DIM, FaceEmbedding, FaceModels
+from .errors import InputError
+from .identity import EMBED_DIM, FaceEmbedding, FaceModels
 from .imageio import check_face_images, to_nhwc
 
 log = logging.getLogger("nullface")
@@ -261,11 +261,11 @@ def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = Reve
 
 
 def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
-                    settings: ReversePersonalizationSettings, keep_masks: Sequence[np.ndarray | None] | None = None,
+                    masks: Sequence[np.ndarray | None] | None, settings: ReversePersonalizationSettings,
                     callback: Callback = None) -> list[np.ndarray]:
     """Anonymize uint8 face crops (same size) as one batch; returns uint8 crops.
 
-    ``keep_masks`` are the photo pipeline's crop masks M (1 = anonymize): the method has no region mask of
+    ``masks`` are the photo pipeline's crop masks M (1 = anonymize): the method has no region mask of
     its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
     """
     batch = np.stack([np.asarray(c)[..., :3] for c in crops]).astype(np.float32) / 255.0
@@ -273,7 +273,7 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
                          callback=callback).numpy()
     results = []
     for i, o in enumerate(out):
-        m = None if keep_masks is None else keep_masks[i]
+        m = None if masks is None else masks[i]
         if m is not None:
             m = np.clip(np.asarray(m, np.float32), 0, 1)[..., None]
             o = m * o + (1 - m) * batch[i]
@@ -301,48 +301,11 @@ def crop_anonymizer(pipe, face_models: FaceModels, settings: ReversePersonalizat
                     audit=None, max_tries: int = 1, callback: Callback = None):
     """Reverse Personalization as a ``nullface.photo`` anonymizer: ``f(image, crops) -> results``.
 
-    Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops of one
-    call run as one batch. With ``audit`` a face still re-identified is retried (``escalate``) up to
-    ``max_tries`` in all, then returned as an error so that the photo's fail-closed policy applies.
+    The photo machinery is NullFace's (``nullface.pipeline.crop_anonymizer``): each face uses its own ArcFace
+    identity, taken from the photo at its detected landmarks, the crops of one call run as one batch, and with
+    ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in all, then returned
+    as an error so that the photo's fail-closed policy applies.
     """
-    from .audit import anonymize_with_audit
-    if face_models is None or face_models.arcface is None:
-        raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
-    settings.validate()
-
-    def run(image: np.ndarray, crops: list) -> list:
-        results: list = [None] * len(crops)
-        ok, vectors = [], []
-        for i, c in enumerate(crops):
-            try:
-                vectors.append(face_models.arcface.embed(image, c.face.kps))
-                ok.append(i)
-            except Exception as exc:            # this face fails; the others go on
-                results[i] = exc
-        if ok:
-            outs = anonymize_crops(pipe, [crops[i].image for i in ok], vectors, settings,
-                                   [crops[i].mask for i in ok], callback)
-            for i, o in zip(ok, outs):
-                results[i] = o
-        if audit is None:
-            return results
-        for i, vec in zip(ok, vectors):
-            c, first = crops[i], results[i]
-            if isinstance(first, Exception):
-                continue
-
-            def attempt(s, c=c, vec=vec, first=first):
-                if s is settings:
-                    return first
-                return anonymize_crops(pipe, [c.image], [vec], s, [c.mask], callback)[0]
-
-            checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries,
-                                           escalate)
-            run.audits.append(checked)
-            results[i] = checked.result if checked.passed else FaceFailedError(
-                f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"
-                if checked.tries and checked.tries[-1].audit is not None else "the re-identification audit failed")
-        return results
-
-    run.audits = []
-    return run
+    from .pipeline import crop_anonymizer as photo_anonymizer
+    return photo_anonymizer(pipe, face_models, settings.validate(), audit=audit, max_tries=max_tries,
+                            callback=callback, crops_fn=anonymize_crops, escalate=escalate)

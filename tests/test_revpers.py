@@ -167,9 +167,9 @@ def test_anonymize_face_in_one_call(xl, face):
 def test_crops_keep_mask_blends_the_input_back(xl, face):
     crop = (face[0].numpy() * 255).round().astype(np.uint8)
     keep_all = np.zeros((SIZE, SIZE), np.float32)   # M = 0: nothing anonymized
-    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], FEW, [keep_all])[0]
+    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [keep_all], FEW)[0]
     assert np.array_equal(out, crop)
-    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], FEW, [None])[0]
+    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [None], FEW)[0]
     assert out.shape == crop.shape and not np.array_equal(out, crop)
 
 
