@@ -178,6 +178,8 @@ def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, 
     pipe = load_sdxl(checkpoint, dev, dt, config_dir)
     attach_faceid(pipe, faceid_sd, Path(faceid).name, FACEID_SDXL_HINT)
     pipe.to(dev, dt)
+    if dt == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
+        pipe.vae.to(torch.float32)           # SDXL's VAE overflows in fp16; diffusers and the reference upcast it
     pipe.set_progress_bar_config(disable=True)
     log.info("Reverse Personalization pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name,
              dev, dt)

@@ -191,6 +191,12 @@ def test_single_file_sdxl_loads_with_the_same_weights(tiny_xl, tmp_path):
     assert ids == b.tokenizer_2("a man").input_ids
 
 
+def test_fp16_keeps_the_vae_in_fp32(tiny_xl):
+    from nullface.sdxl import load_revpers_pipe
+    p = load_revpers_pipe(tiny_xl["sdxl"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp16")
+    assert p.unet.dtype == torch.float16 and next(p.vae.parameters()).dtype == torch.float32
+
+
 def test_shipped_sdxl_configs_are_the_real_architecture():
     from diffusers import UNet2DConditionModel
     from nullface.sdxl import CONFIG_DIR
@@ -238,3 +244,31 @@ def test_sdxl_single_file_variants_are_refused(tiny_xl, tmp_path):
                if not k.startswith("conditioner.embedders.0.")}
     with pytest.raises(ModelFileError, match="refiner"):
         check_sdxl_checkpoint(write_checkpoint(refiner, tmp_path / "refiner.safetensors"))
+
+
+def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, tiny, astronaut):
+    """Whole photos go through NullFace's photo pipeline; a face the audit still links fails closed."""
+    from nullface.errors import FaceFailedError
+    from nullface.identity import load_face_models
+    from nullface.photo import PhotoOptions, anonymize_photo
+
+    class Verdict:
+        passed = False
+
+        def to_dict(self):
+            return {"passed": False}
+
+        def summary(self):
+            return "still linked"
+
+    fm = load_face_models(tiny["insightface_root"], detector="dlib")
+    run = R.crop_anonymizer(xl, fm, dataclasses.replace(FEW, steps=2), audit=lambda o, r, c: Verdict(),
+                            max_tries=3)
+    with pytest.raises(FaceFailedError, match="still re-identified after 3 tries"):
+        anonymize_photo(astronaut, fm.detector, run, PhotoOptions(crop_size=64))
+    tried = [t.settings for t in run.audits[0].tries]
+    assert [s.guidance_scale for s in tried] == [-10.0, -12.5, -15.0] and [s.seed for s in tried] == [0, 1, 2]
+    run.audits.clear()
+    ok = R.crop_anonymizer(xl, fm, dataclasses.replace(FEW, steps=2))
+    res = anonymize_photo(astronaut, fm.detector, ok, PhotoOptions(crop_size=64))
+    assert res.anonymized == res.found >= 1 and not np.array_equal(res.image, astronaut)
