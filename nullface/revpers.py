@@ -197,8 +197,9 @@ def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSetti
     sched = settings.schedule()
     den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
                          settings.ip_adapter_scale, size)
+    rows = max(1, settings.inversion_batch // len(den.branches))   # inversion_batch counts UNet rows
     inv = invert_dpmpp_2m_sde(lambda x, i: den(x, sched.timesteps[i]), x0.to(pipe.device), sched, settings.seed,
-                              batch=settings.inversion_batch, callback=callback)
+                              batch=rows, callback=callback)
     inv.unet_evals = den.evals
     return RevPersInversion(dpm=inv, settings=settings, image_size=size)
 

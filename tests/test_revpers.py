@@ -272,3 +272,13 @@ def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, t
     ok = R.crop_anonymizer(xl, fm, dataclasses.replace(FEW, steps=2))
     res = anonymize_photo(astronaut, fm.detector, ok, PhotoOptions(crop_size=64))
     assert res.anonymized == res.found >= 1 and not np.array_equal(res.image, astronaut)
+
+
+def test_inversion_batch_counts_unet_rows(xl, face):
+    rows = []
+    hook = xl.unet.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
+    try:
+        R.invert_latents(xl, R.encode(xl, face), dataclasses.replace(FEW, inversion_batch=4))
+    finally:
+        hook.remove()
+    assert max(rows) == 4 and sum(rows) == 2 * FEW.steps         # 2 steps x 2 branches per call
