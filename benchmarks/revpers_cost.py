@@ -86,6 +86,7 @@ def main(argv=None) -> dict:
 
     t = time.perf_counter()
     sd = sdxl_random(device, dtype)
+    base_params = sum(p.numel() for p in sd.unet.parameters())
     attach_faceid(sd, faceid_random(sd.unet), "random FaceID SDXL", FACEID_SDXL_HINT)
     sd.to(device, dtype)
     pipe = SDXLPipe(pipeline=sd, device=device, dtype=dtype, checkpoint="random", faceid="random")
@@ -123,7 +124,7 @@ def main(argv=None) -> dict:
     defaults = R.unet_evals_per_face(R.ReversePersonalizationSettings(prompt=args.prompt))
     result = {
         "size": args.size, "steps": args.steps, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-        "unet_params": sum(p.numel() for p in sd.unet.parameters()),
+        "unet_params": base_params, "unet_params_with_faceid": sum(p.numel() for p in sd.unet.parameters()),
         "unet_evals": evals, "unet_evals_inversion": inversion_evals,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "seconds_per_unet_eval": round(per_eval, 3),
