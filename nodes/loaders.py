@@ -48,7 +48,8 @@ class NullFacePipeLoader:
 
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
         free_comfy_memory()
-        pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device, dtype=precision)
+        pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
+                         dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
         return (pipe,)
 
