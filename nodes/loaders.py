@@ -8,14 +8,25 @@ from . import _paths
 from ._common import CATEGORY, FACE_MODELS, PIPE, free_comfy_memory
 
 
+def checkpoint_choices() -> list[str]:
+    """Single files in models/checkpoints, then diffusers folders in models/diffusers (marked)."""
+    return _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
+
+
+def resolve_checkpoint(choice: str):
+    """The path of a ``checkpoint_choices`` entry."""
+    if choice.startswith("[diffusers] "):
+        return _paths.resolve("diffusers", choice[len("[diffusers] "):])
+    return _paths.resolve("checkpoints", choice)
+
+
 class NullFacePipeLoader:
     """Stable Diffusion 1.5 + IP-Adapter FaceID (the generator and its identity adapter)."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        ckpts = _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
         return {"required": {
-            "checkpoint": (ckpts or ["v1-5-pruned-emaonly.safetensors"], {
+            "checkpoint": (checkpoint_choices() or ["v1-5-pruned-emaonly.safetensors"], {
                 "tooltip": "Stable Diffusion 1.5 (plain 4-channel, not inpainting) from models/checkpoints, "
                            "or a diffusers folder from models/diffusers."}),
             "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sd15.bin"], {
@@ -36,12 +47,9 @@ class NullFacePipeLoader:
     DESCRIPTION = "Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models."
 
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
-        if checkpoint.startswith("[diffusers] "):
-            ckpt = _paths.resolve("diffusers", checkpoint[len("[diffusers] "):])
-        else:
-            ckpt = _paths.resolve("checkpoints", checkpoint)
         free_comfy_memory()
-        pipe = load_pipe(ckpt, _paths.resolve("ipadapter", faceid), device=device, dtype=precision)
+        pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
+                         dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
         return (pipe,)
 

@@ -210,25 +210,35 @@ class NullFaceAnonymizePhoto:
         cb = step_callback(s.inversion_steps + s.sample_steps)
         run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                               callback=lambda info: cb(info))
-        outs, lines, total, ignored = [], [], 0, 0
-        for i, (a, k) in enumerate(zip(arrays, keeps)):
-            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
-            outs.append(res.image)
-            total += res.anonymized
-            ignored += len(res.ignored)
-            lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
-                         + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
-                         + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
-            lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
-                      + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-            lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
-            for k, checked in enumerate(run.audits):
-                last = checked.tries[-1].audit if checked.tries else None
-                lines.append(f"  audit {k}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
-                             f"try(s)" + (f": {last.summary()}" if last is not None else ""))
-            run.audits.clear()
+        outs, report, total, ignored = anonymize_photos(arrays, keeps, face_models.detector, run, opts)
         _release(pipe)
-        return (numpy_to_images(outs), "\n".join(lines), total, ignored)
+        return (numpy_to_images(outs), report, total, ignored)
+
+
+def anonymize_photos(arrays, keeps, detector, run, opts) -> tuple[list, str, int, int]:
+    """Each photo through ``anonymize_photo`` with the anonymizer ``run``.
+
+    Returns (images, text report, faces anonymized, faces ignored).
+    """
+    outs, lines, total, ignored = [], [], 0, 0
+    for i, (a, k) in enumerate(zip(arrays, keeps)):
+        res = anonymize_photo(a, detector, run, opts, name=f"image {i}", keep_mask=k)
+        outs.append(res.image)
+        total += res.anonymized
+        ignored += len(res.ignored)
+        lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
+                     + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
+                     + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
+        lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
+                  + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
+        for j, checked in enumerate(getattr(run, "audits", [])):
+            last = checked.tries[-1].audit if checked.tries else None
+            lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
+                         f"try(s)" + (f": {last.summary()}" if last is not None else ""))
+        if getattr(run, "audits", None):
+            run.audits.clear()
+    return outs, "\n".join(lines), total, ignored
 
 
 NODE_CLASS_MAPPINGS = {

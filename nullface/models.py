@@ -177,9 +177,9 @@ def load_sd15(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
     return pipe.to(device)
 
 
-def read_faceid(path: str | os.PathLike) -> dict:
+def read_faceid(path: str | os.PathLike, hint: str = FACEID_HINT) -> dict:
     """The IP-Adapter FaceID state dict as {'image_proj': ..., 'ip_adapter': ...}, checked for the right kind."""
-    path = _require(path, "IP-Adapter FaceID model", FACEID_HINT)
+    path = _require(path, "IP-Adapter FaceID model", hint)
     raw = read_state_dict(path)
     if "image_proj" in raw and "ip_adapter" in raw:
         sd = {"image_proj": dict(raw["image_proj"]), "ip_adapter": dict(raw["ip_adapter"])}
@@ -192,26 +192,25 @@ def read_faceid(path: str | os.PathLike) -> dict:
     proj = sd["image_proj"]
     if not proj or not sd["ip_adapter"]:
         raise ModelFileError(f"'{path.name}' is not an IP-Adapter file (no image_proj/ip_adapter weights). "
-                             f"{FACEID_HINT}")
+                             f"{hint}")
     if any(k.startswith("perceiver_resampler") for k in proj):
-        raise ModelFileError(f"'{path.name}' is IP-Adapter FaceID Plus; NullFace uses plain FaceID "
-                             f"(ip-adapter-faceid_sd15.bin). {FACEID_HINT}")
+        raise ModelFileError(f"'{path.name}' is IP-Adapter FaceID Plus; plain FaceID is needed. {hint}")
     if "norm.weight" not in proj or "proj.0.weight" not in proj or "proj.2.weight" not in proj:
         raise ModelFileError(f"'{path.name}' is an IP-Adapter of another kind (image projection keys "
-                             f"{sorted(proj)[:4]}...), not FaceID. {FACEID_HINT}")
+                             f"{sorted(proj)[:4]}...), not FaceID. {hint}")
     if proj["proj.0.weight"].shape[1] != 512:
         raise ModelFileError(f"'{path.name}' expects {proj['proj.0.weight'].shape[1]}-d identity embeddings, "
-                             f"not ArcFace's 512. {FACEID_HINT}")
+                             f"not ArcFace's 512. {hint}")
     return sd
 
 
-def attach_faceid(pipe, state_dict: dict, name: str = "faceid") -> None:
+def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACEID_HINT) -> None:
     """Load FaceID's image projection, attention weights and LoRA into ``pipe`` through diffusers."""
     cross = pipe.unet.config.cross_attention_dim
     width = state_dict["image_proj"]["norm.weight"].shape[0]
     if width != cross:
         raise ModelFileError(f"the FaceID adapter '{name}' is built for cross-attention width {width}, but this "
-                             f"UNet has {cross} (SDXL adapter with SD1.5, or the other way round). {FACEID_HINT}")
+                             f"UNet has {cross} (SDXL adapter with SD1.5, or the other way round). {hint}")
     has_lora = any("_lora." in k for k in state_dict["ip_adapter"])
     if has_lora:
         try:

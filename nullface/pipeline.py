@@ -134,7 +134,7 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
 
 
 def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
-                    audit=None, max_tries: int = 1, callback: Callback = None):
+                    audit=None, max_tries: int = 1, callback: Callback = None, crops_fn=None, escalate=None):
     """The diffusion engine as a ``nullface.photo`` anonymizer: ``f(image, crops) -> results``.
 
     Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
@@ -142,8 +142,11 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
+    Another method plugs in with ``crops_fn`` (``anonymize_crops``' signature) and its own ``escalate``.
     """
-    from .audit import anonymize_with_audit
+    from .audit import DEFAULT_ESCALATION, anonymize_with_audit
+    anonymize_crops_ = crops_fn or anonymize_crops
+    escalate = escalate or DEFAULT_ESCALATION
     if face_models is None or face_models.arcface is None:
         raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
 
@@ -157,8 +160,8 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
             except Exception as exc:            # this face fails; the others go on
                 results[i] = exc
         if ok:
-            outs = anonymize_crops(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
-                                   settings, callback)
+            outs = anonymize_crops_(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
+                                    settings, callback)
             for i, o in zip(ok, outs):
                 results[i] = o
         if audit is None:
@@ -169,9 +172,10 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
             def attempt(s, c=c, vec=vec, first=first):
                 if s is settings:
                     return first
-                return anonymize_crops(pipe, [c.image], [vec], [c.mask], s, callback)[0]
+                return anonymize_crops_(pipe, [c.image], [vec], [c.mask], s, callback)[0]
 
-            checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries)
+            checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries,
+                                           escalate)
             run.audits.append(checked)
             results[i] = checked.result if checked.passed else FaceFailedError(
                 f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"

@@ -60,8 +60,12 @@ def save_sd15_folder(folder: Path) -> Path:
     return folder
 
 
-def faceid_state_dict(unet, seed: int = 3) -> dict:
-    """IP-Adapter FaceID weights with the real nested layout {'image_proj': ..., 'ip_adapter': ...}."""
+def faceid_state_dict(unet, seed: int = 3, cross: int = CROSS) -> dict:
+    """IP-Adapter FaceID weights with the real nested layout {'image_proj': ..., 'ip_adapter': ...}.
+
+    ``cross`` is the token width (768 for SD1.5, 2048 for SDXL; the tiny models' cross-attention width).
+    """
+    CROSS = cross  # noqa: N806
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=0.05):

@@ -34,6 +34,8 @@ PACK_MODULE = "ComfyUI_NullFace"
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 FACEID = "ip-adapter-faceid_sd15.bin"
 INSIGHTFACE_PACK = "buffalo_l"
+SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
+FACEID_SDXL = "ip-adapter-faceid_sdxl.bin"
 FACE_IMAGE = "face.png"
 GROUP_IMAGE = "group.jpg"
 
@@ -506,7 +508,26 @@ def group_photo(specs) -> Graph | None:
     return _save_and_compare(g, img["IMAGE"], out["image"], "anonymized_group")
 
 
-WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo)
+def revpers_attribute(specs) -> Graph | None:
+    """Reverse Personalization step by step: embed, invert (null identity), negative guidance with an attribute."""
+    if "RevPersLoader" not in specs:
+        return None
+    g = Graph("revpers_attribute_prompt", specs)
+    img = g.add("LoadImage", "Load aligned face (1024x1024)", image=FACE_IMAGE)
+    pipe = g.add("RevPersLoader", checkpoint=SDXL_CHECKPOINT, faceid=FACEID_SDXL)
+    fm = g.add("NullFaceFaceModelsLoader", model_pack=INSIGHTFACE_PACK)
+    emb = g.add("NullFaceEmbedding", face_models=fm["face_models"], image=img["IMAGE"])
+    inv = g.add("RevPersInversion", pipe=pipe["pipe"], image=img["IMAGE"])
+    plain = g.add("RevPersSampler", "Negative identity guidance", pipe=pipe["pipe"], inversion=inv["inversion"],
+                  embeddings=emb["embeddings"])
+    older = g.add("RevPersSampler", "... with an attribute prompt", pipe=pipe["pipe"], inversion=inv["inversion"],
+                  embeddings=emb["embeddings"], prompt="an elderly man")
+    g.add("NullFaceSaveAnonymized", "Save elderly variant (no metadata)", images=older["image"],
+          filename_prefix="anonymized_revpers_elderly")
+    return _save_and_compare(g, img["IMAGE"], plain["image"], "anonymized_revpers")
+
+
+WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, revpers_attribute)
 
 
 def build(specs: dict[str, NodeSpec] | None = None) -> dict[str, tuple[dict, dict]]:

@@ -26,7 +26,7 @@ DONE = ("done", "passed")                       # statuses that resume skips
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
 OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
                   "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
-                  "min_face_size", "max_faces")
+                  "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale")
 
 
 def add_parser(sub) -> None:
@@ -38,9 +38,13 @@ def add_parser(sub) -> None:
                                                               "(quote them: 'photos/**/*.jpg')")
     p.add_argument("-o", "--outdir", required=True, help="output folder (report.json is written there)")
     p.add_argument("--overwrite", action="store_true", help="process every file again, even those already done")
+    p.add_argument("--method", choices=tuple(METHODS), default="nullface",
+                   help="; ".join(f"{k}: {v.title}" for k, v in METHODS.items()))
     m = p.add_argument_group("models")
-    m.add_argument("--checkpoint", help="SD1.5 .safetensors/.ckpt file or diffusers folder (required)")
-    m.add_argument("--faceid", help="ip-adapter-faceid_sd15.bin (required)")
+    m.add_argument("--checkpoint", help="the method's checkpoint file or diffusers folder (required): "
+                   + "; ".join(f"{k}: {v.checkpoint}" for k, v in METHODS.items()))
+    m.add_argument("--faceid", help="the method's IP-Adapter FaceID file (required): "
+                   + "; ".join(f"{k}: {v.faceid}" for k, v in METHODS.items()))
     m.add_argument("--insightface-root", default=os.path.expanduser("~/.insightface"),
                    help="folder holding models/buffalo_l (default ~/.insightface)")
     m.add_argument("--detector", choices=("auto", "insightface", "dlib"), default="auto",
@@ -55,12 +59,14 @@ def add_parser(sub) -> None:
         g.add_argument(flag, type=type(spec["default"]), default=spec["default"],
                        help=f"{spec['help']} Default {spec['default']:.4g}.".replace("%", "%%"))
     g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
+    _add_revpers_flags(p)
     f = p.add_argument_group("faces")
     f.add_argument("--keep", default="", help="regions to keep visible, e.g. eyes,mouth (eyes, brows, nose, "
                                               "mouth, skin, face); default: anonymize the whole face")
     f.add_argument("--grow", type=int, default=0, help="grow (+) / shrink (-) the kept regions, crop pixels")
     f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
-    f.add_argument("--crop-size", type=int, default=512, help="face crop size the model works at (default 512)")
+    f.add_argument("--crop-size", type=int, default=None, help="face crop size the model works at (default: "
+                   + ", ".join(f"{v.crop_size} for {k}" for k, v in METHODS.items()) + ")")
     f.add_argument("--zoom", type=float, default=1.0, help="crop framing: 1.0 = FFHQ alignment, larger = wider")
     f.add_argument("--min-face-size", type=int, default=0,
                    help="ignore faces smaller than this (pixels, shorter box side): they are left as they are, "
@@ -180,21 +186,79 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ models
+def _nullface_settings(args):
+    from ..settings import NullFaceSettings
+    return NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
+                            lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
+                            mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
+
+
+def _nullface_engine(args, faces, audit, settings):
+    from ..models import load_pipe
+    from ..pipeline import crop_anonymizer
+    pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
+    return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
+
+
+def _revpers_settings(args):
+    from ..revpers import ReversePersonalizationSettings
+    given = {n: getattr(args, n) for n in REVPERS_FLAGS if getattr(args, n, None) is not None}
+    return ReversePersonalizationSettings(steps=args.steps, ip_adapter_scale=args.ip_scale, seed=args.seed,
+                                          prompt=args.prompt, **given).validate()
+
+
+def _revpers_engine(args, faces, audit, settings):
+    from ..revpers import crop_anonymizer
+    from ..sdxl import load_revpers_pipe
+    pipe = load_revpers_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
+    return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
+
+
+class Method:
+    """One anonymization method of the CLI: its title, model files, crop size, settings and engine.
+
+    ``settings(args)`` builds the method's validated settings (called before any model loads);
+    ``engine(args, face_models, audit, settings)`` loads the models and returns the crop anonymizer.
+    """
+
+    def __init__(self, title: str, checkpoint: str, faceid: str, crop_size: int, settings, engine):
+        self.title, self.checkpoint, self.faceid, self.crop_size = title, checkpoint, faceid, crop_size
+        self.settings, self.engine = settings, engine
+
+
+METHODS = {
+    "nullface": Method("NullFace (SD1.5, DDPM inversion, dual-path identity guidance)",
+                       "v1-5-pruned-emaonly.safetensors", "ip-adapter-faceid_sd15.bin", 512,
+                       _nullface_settings, _nullface_engine),
+    "revpers": Method("Reverse Personalization (SDXL, DPM-Solver++ inversion, negative identity guidance)",
+                      "sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", 1024,
+                      _revpers_settings, _revpers_engine),
+}
+REVPERS_FLAGS = ("skip", "guidance_scale", "id_scale")   # flags of --method revpers only (its dataclass's help)
+
+
+def _add_revpers_flags(p) -> None:
+    from ..revpers import ReversePersonalizationSettings as RS
+    g = p.add_argument_group("Reverse Personalization (--method revpers; --steps --seed --prompt --ip-scale too)")
+    for name in REVPERS_FLAGS:
+        spec = RS.spec(name)
+        g.add_argument("--" + name.replace("_", "-"), type=type(spec["default"]), default=None,
+                       help=f"{spec['help']} Default {spec['default']}.")
+
+
 def build_anonymizer(args):
     """Load the models once; (anonymizer, detector) for ``nullface.photo.anonymize_photo``.
 
-    The one place where the CLI meets the diffusion engine (``nullface.models`` / ``nullface.pipeline``).
+    The one place where the CLI meets the diffusion engines (``METHODS``).
     """
     from ..errors import InputError
     from ..identity import load_face_models
-    from ..models import load_pipe
-    from ..pipeline import crop_anonymizer, crop_audit
+    from ..pipeline import crop_audit
+    method = METHODS[getattr(args, "method", "nullface")]
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
     if missing:
-        raise InputError(f"{' and '.join(missing)} required: the SD1.5 checkpoint and ip-adapter-faceid_sd15.bin")
-    settings = _settings(args)
+        raise InputError(f"{' and '.join(missing)} required: {method.checkpoint} and {method.faceid}")
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
-    pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
     audit = None
     if args.audit:
         from ..audit import ArcFaceRecognizer, DlibRecognizer
@@ -202,15 +266,12 @@ def build_anonymizer(args):
         if faces.arcface is not None:                    # buffalo_l present: ArcFace as a second opinion
             recognizers.append(ArcFaceRecognizer(faces.arcface))
         audit = crop_audit(recognizers)
-    return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries), faces.detector
+    return method.engine(args, faces, audit, method.settings(args)), faces.detector
 
 
 def _settings(args):
     """The method's settings from the flags, validated (settings that would anonymize nothing are refused)."""
-    from ..settings import NullFaceSettings
-    return NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
-                            lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
-                            mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
+    return METHODS[getattr(args, "method", "nullface")].settings(args)
 
 
 def _detector(args):
@@ -222,7 +283,8 @@ def _detector(args):
 def _options(args):
     from ..photo import PhotoOptions
     from ..regions import parse_regions
-    return PhotoOptions(crop_size=args.crop_size, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
+    crop = args.crop_size or METHODS[getattr(args, "method", "nullface")].crop_size
+    return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
                         feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face,
                         min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
 

@@ -1,0 +1,214 @@
+"""Reverse Personalization (SDXL) as nodes: loader, null-identity inversion, negative identity sampler,
+and one-node versions for aligned faces and whole photos."""
+from __future__ import annotations
+
+from ..nullface import revpers as R
+from ..nullface.photo import PhotoOptions
+from ..nullface.pipeline import crop_audit, embed_images
+from ..nullface.revpers import ReversePersonalizationSettings as RS
+from ..nullface.sdxl import load_revpers_pipe
+
+from . import _paths
+from .loaders import checkpoint_choices, resolve_checkpoint
+from .method import _release
+from .photo import NO_FACE, ON_FAILURE, anonymize_photos
+from ._common import (CATEGORY, EMBEDS, FACE_MODELS, free_comfy_memory, images_to_numpy, masks_to_numpy,
+                      numpy_to_images, step_callback)
+
+RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.sdxl.SDXLPipe)
+RP_INVERSION = "REVPERS_INVERSION"     # nullface.revpers.RevPersInversion
+CAT = f"{CATEGORY}/reverse personalization"
+_KIND = {int: "INT", float: "FLOAT", str: "STRING"}
+
+
+def widget(name: str, **override):
+    """A ComfyUI widget built from the settings dataclass (default, range, help live there)."""
+    spec = dict(RS.spec(name), **override)
+    opts = {"default": spec["default"], "tooltip": spec["help"]}
+    opts.update({k: spec[k] for k in ("min", "max", "step") if k in spec})
+    if isinstance(spec["default"], str):
+        opts["multiline"] = True
+    return (_KIND[type(spec["default"])], opts)
+
+
+PIPE_IN = (RP_PIPE, {"tooltip": "From 'Reverse Personalization Load SDXL + FaceID'."})
+
+
+class RevPersLoader:
+    """SDXL + IP-Adapter FaceID SDXL (with its LoRA)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "checkpoint": (checkpoint_choices() or ["sd_xl_base_1.0.safetensors"], {
+                "tooltip": "SDXL base 1.0 from models/checkpoints, or an SDXL diffusers folder from "
+                           "models/diffusers."}),
+            "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sdxl.bin"], {
+                "tooltip": "IP-Adapter FaceID for SDXL (ip-adapter-faceid_sdxl.bin, holds its LoRA) from "
+                           "models/ipadapter."}),
+            "device": (["auto", "cuda", "mps", "cpu"], {"default": "auto",
+                                                        "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
+            "precision": (["auto", "fp16", "fp32", "bf16"], {
+                "default": "auto", "tooltip": "auto: fp16 on CUDA (the VAE runs in fp32), fp32 on MPS and CPU."}),
+            "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Off: move the models to the CPU after each run."}),
+        }}
+
+    RETURN_TYPES = (RP_PIPE,)
+    RETURN_NAMES = ("pipe",)
+    FUNCTION = "load"
+    CATEGORY = f"{CATEGORY}/loaders"
+
+    def load(self, checkpoint, faceid, device, precision, keep_loaded):
+        free_comfy_memory()
+        pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
+                                 dtype=precision)
+        pipe.keep_loaded = bool(keep_loaded)
+        return (pipe,)
+
+
+class RevPersInversion:
+    """Null-identity DPM-Solver++ inversion: the noise maps that replay each image exactly."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": PIPE_IN,
+                             "image": ("IMAGE", {"tooltip": "Aligned square face images (1024x1024 is best)."}),
+                             "steps": widget("steps"), "skip": widget("skip"),
+                             "guidance_scale": widget("guidance_scale"), "ip_adapter_scale": widget("ip_adapter_scale"),
+                             "seed": widget("seed")}}
+
+    RETURN_TYPES = (RP_INVERSION,)
+    RETURN_NAMES = ("inversion",)
+    FUNCTION = "invert"
+    CATEGORY = CAT
+
+    def invert(self, pipe, image, steps, skip, guidance_scale, ip_adapter_scale, seed):
+        s = RS(steps=steps, skip=skip, guidance_scale=guidance_scale, ip_adapter_scale=ip_adapter_scale,
+               seed=seed).validate()
+        inv = R.invert_images(pipe, image, s, step_callback(s.steps))
+        _release(pipe)
+        return (inv,)
+
+
+class RevPersSampler:
+    """Negative identity guidance with the attribute prompt, over the inversion's noise maps."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"pipe": PIPE_IN,
+                             "inversion": (RP_INVERSION, {"tooltip": "From 'Reverse Personalization Inversion'."}),
+                             "embeddings": (EMBEDS, {"tooltip": "From 'NullFace Face Embedding (ArcFace)': the "
+                                                                "identity to steer away from, one per image."}),
+                             "guidance_scale": widget("guidance_scale"), "id_scale": widget("id_scale"),
+                             "prompt": widget("prompt")}}
+
+    RETURN_TYPES = ("IMAGE", "LATENT")
+    RETURN_NAMES = ("image", "latent")
+    FUNCTION = "sample"
+    CATEGORY = CAT
+    DESCRIPTION = ("Use the inversion's guidance scale to keep the replay exact; other values sample a "
+                   "variant from the same inversion.")
+
+    def sample(self, pipe, inversion, embeddings, guidance_scale, id_scale, prompt):
+        RS(guidance_scale=guidance_scale, id_scale=id_scale, prompt=prompt).validate()
+        latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
+                                      prompt, step_callback(inversion.settings.steps))
+        images = R.decode(pipe, latents)
+        _release(pipe)
+        return (images, {"samples": latents.cpu() / pipe.vae_scale})
+
+
+def _settings(steps, skip, guidance_scale, id_scale, ip_adapter_scale, seed, prompt, crop_size=1024):
+    return RS(steps=steps, skip=skip, guidance_scale=guidance_scale, id_scale=id_scale,
+              ip_adapter_scale=ip_adapter_scale, seed=seed, prompt=prompt, crop_size=crop_size).validate()
+
+
+_COMMON = ("steps", "skip", "guidance_scale", "id_scale", "ip_adapter_scale", "seed", "prompt")
+
+
+class RevPersAnonymize:
+    """Reverse Personalization of aligned faces in one node: embed, invert, sample, decode."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = {"pipe": PIPE_IN, "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
+               "image": ("IMAGE", {"tooltip": "Aligned square faces (1024x1024 is best); use 'Reverse "
+                                              "Personalization Anonymize Photo' for whole photos."})}
+        req.update({n: widget(n) for n in _COMMON})
+        return {"required": req}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "anonymize"
+    CATEGORY = CAT
+
+    def anonymize(self, pipe, face_models, image, **kw):
+        s = _settings(**kw)
+        out = R.anonymize_face(pipe, image, s, embeddings=embed_images(face_models, image),
+                               callback=step_callback(2 * s.steps))
+        _release(pipe)
+        return (out,)
+
+
+class RevPersAnonymizePhoto:
+    """Every face of each photo anonymized with its own identity, pasted back; fails closed."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = {"pipe": PIPE_IN, "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
+               "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
+               "keep": ("STRING", {"default": "", "tooltip": "Regions each face keeps from the input (blended back "
+                                                             "in pixels; the method has no mask of its own), e.g. "
+                                                             "eyes,mouth. Empty = the whole face (the method)."}),
+               "on_failure": ON_FAILURE, "on_no_face": NO_FACE}
+        req.update({n: widget(n) for n in _COMMON + ("crop_size",)})
+        return {"required": req,
+                "optional": {"keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
+                             "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
+                                                     "tooltip": "0: no audit. N: check each face with dlib's "
+                                                                "recognizer, retry with a new seed and stronger "
+                                                                "negative guidance up to N tries; a face still "
+                                                                "recognized then fails."})}}
+
+    RETURN_TYPES = ("IMAGE", "STRING", "INT", "INT")
+    RETURN_NAMES = ("image", "report", "faces_anonymized", "faces_ignored")
+    FUNCTION = "anonymize"
+    CATEGORY = CAT
+
+    def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=0,
+                  **kw):
+        from ..nullface.regions import parse_regions
+        s = _settings(**kw)
+        opts = PhotoOptions(crop_size=s.crop_size, keep=parse_regions(keep), on_failure=on_failure,
+                            on_no_face=on_no_face).validate()
+        arrays = images_to_numpy(image)
+        keeps = masks_to_numpy(keep_mask, len(arrays))
+        audit = None
+        if audit_tries:
+            from ..nullface.audit import ArcFaceRecognizer, DlibRecognizer
+            if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
+                self._dlib = DlibRecognizer()
+            recognizers = [self._dlib] + ([ArcFaceRecognizer(face_models.arcface)] if face_models.arcface else [])
+            audit = crop_audit(recognizers)
+        cb = step_callback(2 * s.steps)
+        run = R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
+                                callback=lambda info: cb(info))
+        outs, report, total, ignored = anonymize_photos(arrays, keeps, face_models.detector, run, opts)
+        _release(pipe)
+        return (numpy_to_images(outs), report, total, ignored)
+
+
+NODE_CLASS_MAPPINGS = {
+    "RevPersLoader": RevPersLoader,
+    "RevPersInversion": RevPersInversion,
+    "RevPersSampler": RevPersSampler,
+    "RevPersAnonymize": RevPersAnonymize,
+    "RevPersAnonymizePhoto": RevPersAnonymizePhoto,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "RevPersLoader": "Reverse Personalization Load SDXL + FaceID",
+    "RevPersInversion": "Reverse Personalization Inversion (DPM-Solver++)",
+    "RevPersSampler": "Reverse Personalization Sampler (negative identity)",
+    "RevPersAnonymize": "Reverse Personalization Anonymize (aligned faces)",
+    "RevPersAnonymizePhoto": "Reverse Personalization Anonymize Photo (all faces)",
+}

@@ -1,0 +1,284 @@
+"""Reverse Personalization on tiny random-weight SDXL-architecture models (real loaders and file layouts)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from nullface import revpers as R
+from nullface.errors import InputError, ModelFileError
+from nullface.revpers import ReversePersonalizationSettings as S
+
+SIZE = 64          # pixels; the tiny VAE makes 8x8 latents
+
+
+@pytest.fixture(scope="module")
+def tiny_xl(tmp_path_factory):
+    from tests.tiny_sdxl import build_sdxl
+    return build_sdxl(tmp_path_factory.mktemp("xl"))
+
+
+@pytest.fixture(scope="module")
+def xl(tiny_xl):
+    from nullface.sdxl import load_revpers_pipe
+    return load_revpers_pipe(tiny_xl["sdxl"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
+
+
+@pytest.fixture(scope="module")
+def face():
+    g = np.random.default_rng(0)
+    return torch.from_numpy(g.uniform(0.1, 0.9, (1, SIZE, SIZE, 3)).astype(np.float32))
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((1, 512)).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+FEW = S(steps=6)
+
+
+def test_defaults_are_the_authors():
+    d = S()
+    assert (d.steps, d.skip, d.guidance_scale, d.id_scale, d.ip_adapter_scale, d.prompt, d.seed, d.crop_size) == \
+        (100, 0.7, -10.0, 1.0, 1.0, "", 0, 1024)
+    assert d.schedule().timesteps[0] == 299 and d.schedule().timesteps[-1] == 1
+    assert S.spec("guidance_scale")["min"] < 0 and "help" in S.spec("skip")
+
+
+@pytest.mark.parametrize("change", [dict(steps=0), dict(skip=1.0), dict(guidance_scale=float("nan")),
+                                    dict(id_scale=-1.0), dict(steps=2.5), dict(crop_size=1001)])
+def test_bad_settings_are_refused(change):
+    with pytest.raises(InputError):
+        dataclasses.replace(S(), **change).validate()
+
+
+def test_null_path_reconstructs_the_input(xl, face):
+    """Zero identity and no attribute prompt, at the default guidance: the sampler replays the inversion."""
+    x0 = R.encode(xl, face)
+    inv = R.invert_latents(xl, x0, FEW)
+    out, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32))
+    assert torch.allclose(out, x0, atol=1e-4), (out - x0).abs().max()
+
+
+def test_zero_guidance_ignores_the_identity(xl, face):
+    x0 = R.encode(xl, face)
+    inv = R.invert_latents(xl, x0, dataclasses.replace(FEW, guidance_scale=0.0))
+    out, evals = R.sample_latents(xl, inv, unit(1))
+    assert torch.allclose(out, x0, atol=1e-4)
+    # w = 0: only ε(x, c_attr, ∅) is needed, one evaluation per step on both sides
+    assert inv.unet_evals == evals == FEW.steps
+
+
+def test_identity_and_attribute_prompt_change_the_face(xl, face):
+    x0 = R.encode(xl, face)
+    inv = R.invert_latents(xl, x0, FEW)
+    anon, evals = R.sample_latents(xl, inv, unit(1))
+    assert evals == 2 * FEW.steps
+    assert (anon - x0).abs().max() > 1e-3
+    older, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32), prompt="an elderly man")
+    assert (older - x0).abs().max() > 1e-3       # the updated attribute prompt alone changes the sample
+
+
+def test_unet_evaluations_at_the_defaults(xl, face):
+    x0 = R.encode(xl, face)
+    inv = R.invert_latents(xl, x0, FEW)
+    _, evals = R.sample_latents(xl, inv, unit(2))
+    cost = R.unet_evals_per_face(FEW)
+    assert (inv.unet_evals, evals) == (cost["invert"], cost["sample"]) == (2 * FEW.steps, 2 * FEW.steps)
+    assert R.unet_evals_per_face(S()) == {"invert": 200, "sample": 200, "total": 400}
+    one = R.unet_evals_per_face(S(), zero_empty_prompt=False)
+    assert one["invert"] == 100                   # c_attr = "" on both branches: one evaluation serves both
+
+
+def _plain_reference(xl, face, e, prompt, settings):
+    """The method step by step: diffusers' own prompt encoding, one UNet call per branch, no batching."""
+    p = xl.pipeline
+    sched = settings.schedule()
+    x0 = R.encode(xl, face)
+    w = settings.guidance_scale
+
+    def texts(negative):
+        c, u, pc, pu = p.encode_prompt("", device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=True,
+                                       negative_prompt=negative)
+        return (u, pu), (c, pc)
+
+    def eps(x, t, text, ids):
+        return p.unet(x, t, encoder_hidden_states=text[0],
+                      added_cond_kwargs={"text_embeds": text[1], "time_ids": torch.tensor([[SIZE, SIZE, 0, 0, SIZE,
+                                                                                             SIZE]]).float(),
+                                         "image_embeds": [torch.as_tensor(ids)[:, None, :]]}).sample
+
+    def guided(x, i, tu, tc, ids):
+        t = sched.timesteps[i]
+        zero = np.zeros((1, 512), np.float32)
+        eu, ec = eps(x, t, tu, zero), eps(x, t, tc, ids)
+        return eu + w * (ec - eu)
+
+    def step(i, x, d, d_prev, z=None, target=None):
+        a, s = sched.alpha, sched.sigma
+        h = sched.lam[i + 1] - sched.lam[i]
+        d1 = 0 if d_prev is None else (d - d_prev) / ((sched.lam[i] - sched.lam[i - 1]) / h)
+        mu = (s[i + 1] / s[i] * torch.exp(-h)) * x + a[i + 1] * (1 - torch.exp(-2 * h)) * d \
+            + 0.5 * a[i + 1] * (1 - torch.exp(-2 * h)) * d1
+        c = s[i + 1] * torch.sqrt(1 - torch.exp(-2 * h))
+        return (target - mu) / c if z is None else mu + c * z
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(settings.seed)
+        n = sched.steps
+        xs = [None] * n
+        for i in reversed(range(n)):
+            xs[i] = sched.alpha[i] * x0 + sched.sigma[i] * torch.randn(x0.shape, generator=g)
+        xs.append(x0)
+        tu, tc = texts(None)
+        zero = np.zeros((1, 512), np.float32)
+        ds = [(xs[i] - sched.sigma[i] * guided(xs[i], i, tu, tc, zero)) / sched.alpha[i] for i in range(n)]
+        zs = [step(i, xs[i], ds[i], ds[i - 1] if i else None, target=xs[i + 1]) for i in range(n)]
+        tu, tc = texts(prompt or None)
+        x, d_prev = xs[0], None
+        for i in range(n):
+            d = (x - sched.sigma[i] * guided(x, i, tu, tc, e)) / sched.alpha[i]
+            x, d_prev = step(i, x, d, d_prev, z=zs[i]), d
+    return x
+
+
+@pytest.mark.parametrize("prompt", ["", "an elderly man"])
+def test_optimized_equals_the_plain_step_by_step_method(xl, face, prompt):
+    settings = dataclasses.replace(FEW, prompt=prompt, inversion_batch=4)
+    e = unit(3)
+    inv = R.invert_images(xl, face, settings)
+    ours, _ = R.sample_latents(xl, inv, e)
+    ref = _plain_reference(xl, face, e, prompt, settings)
+    assert torch.allclose(ours, ref, atol=1e-4), (ours - ref).abs().max()
+
+
+def test_anonymize_face_in_one_call(xl, face):
+    out = R.anonymize_face(xl, face, FEW, embeddings=[unit(4)[0]])
+    assert out.shape == (1, SIZE, SIZE, 3) and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(InputError):
+        R.anonymize_face(xl, face, FEW)            # no face models and no embeddings
+
+
+def test_crops_keep_mask_blends_the_input_back(xl, face):
+    crop = (face[0].numpy() * 255).round().astype(np.uint8)
+    keep_all = np.zeros((SIZE, SIZE), np.float32)   # M = 0: nothing anonymized
+    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [keep_all], FEW)[0]
+    assert np.array_equal(out, crop)
+    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [None], FEW)[0]
+    assert out.shape == crop.shape and not np.array_equal(out, crop)
+
+
+# ------------------------------------------------------------------------------------------- loading
+def test_single_file_sdxl_loads_with_the_same_weights(tiny_xl, tmp_path):
+    from nullface.sdxl import load_sdxl
+    from tests.sdxl_checkpoint import save_sdxl_checkpoint
+    ckpt = save_sdxl_checkpoint(tiny_xl["sdxl"], tmp_path / "tiny_sdxl.safetensors")
+    cfg = tmp_path / "cfg"               # the tiny model's configs in the layout of nullface/configs/sdxl
+    for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "scheduler"):
+        shutil.copytree(tiny_xl["sdxl"] / sub, cfg / sub, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    shutil.copy(tiny_xl["sdxl"] / "model_index.json", cfg)
+    a = load_sdxl(ckpt, torch.device("cpu"), torch.float32, cfg)
+    b = load_sdxl(tiny_xl["sdxl"], torch.device("cpu"), torch.float32)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sb), name
+    ids = a.tokenizer_2("a man").input_ids
+    assert ids == b.tokenizer_2("a man").input_ids
+
+
+def test_fp16_keeps_the_vae_in_fp32(tiny_xl):
+    from nullface.sdxl import load_revpers_pipe
+    p = load_revpers_pipe(tiny_xl["sdxl"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp16")
+    assert p.unet.dtype == torch.float16 and next(p.vae.parameters()).dtype == torch.float32
+
+
+def test_shipped_sdxl_configs_are_the_real_architecture():
+    from diffusers import UNet2DConditionModel
+    from nullface.sdxl import CONFIG_DIR
+    cfg = json.loads((CONFIG_DIR / "unet" / "config.json").read_text())
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(cfg)
+    assert sum(p.numel() for p in unet.parameters()) == 2_567_463_684      # SDXL base 1.0's UNet
+    assert json.loads((CONFIG_DIR / "vae" / "config.json").read_text())["scaling_factor"] == 0.13025
+
+
+def test_wrong_model_files_are_named(tiny, tiny_xl, tmp_path):
+    from nullface.sdxl import load_revpers_pipe
+    from tests.ldm_checkpoint import save_inpainting_checkpoint, save_ldm_checkpoint
+    sd15_file = save_ldm_checkpoint(tiny["sd15"], tmp_path / "v1-5.safetensors")
+    with pytest.raises(ModelFileError, match="Stable Diffusion 1.x"):
+        load_revpers_pipe(sd15_file, tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
+    with pytest.raises(ModelFileError, match="not an SDXL diffusers folder"):
+        load_revpers_pipe(tiny["sd15"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
+    with pytest.raises(ModelFileError, match="cross-attention width|SD1.5"):
+        load_revpers_pipe(tiny_xl["sdxl"], tiny["faceid_bin"], device="cpu", dtype="fp32")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_revpers_pipe(tmp_path / "missing.safetensors", tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
+    from safetensors.torch import save_file
+    lora = tmp_path / "ip-adapter-faceid_sdxl_lora.safetensors"
+    save_file({"lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8)}, str(lora))
+    with pytest.raises(ModelFileError, match="LoRA file alone"):
+        load_revpers_pipe(tiny_xl["sdxl"], lora, device="cpu", dtype="fp32")
+    inpaint = save_inpainting_checkpoint(tiny["sd15"], tmp_path / "inpaint.safetensors")
+    with pytest.raises(ModelFileError, match="Stable Diffusion 1.x"):
+        load_revpers_pipe(inpaint, tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
+
+
+def test_sdxl_single_file_variants_are_refused(tiny_xl, tmp_path):
+    from nullface.sdxl import check_sdxl_checkpoint
+    from tests.ldm_checkpoint import UNET_PREFIX, write_checkpoint
+    from tests.sdxl_checkpoint import sdxl_state_dict
+    sd = sdxl_state_dict(tiny_xl["sdxl"])
+    check_sdxl_checkpoint(write_checkpoint(sd, tmp_path / "ok.safetensors"))
+    key = UNET_PREFIX + "input_blocks.0.0.weight"
+    w = sd[key]
+    inpaint = dict(sd, **{key: torch.cat([w, torch.zeros(w.shape[0], 5, *w.shape[2:])], 1)})
+    with pytest.raises(ModelFileError, match="9-channel"):
+        check_sdxl_checkpoint(write_checkpoint(inpaint, tmp_path / "xl_inpaint.safetensors"))
+    refiner = {k.replace("conditioner.embedders.1.", "conditioner.embedders.0."): v for k, v in sd.items()
+               if not k.startswith("conditioner.embedders.0.")}
+    with pytest.raises(ModelFileError, match="refiner"):
+        check_sdxl_checkpoint(write_checkpoint(refiner, tmp_path / "refiner.safetensors"))
+
+
+def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, tiny, astronaut):
+    """Whole photos go through NullFace's photo pipeline; a face the audit still links fails closed."""
+    from nullface.errors import FaceFailedError
+    from nullface.identity import load_face_models
+    from nullface.photo import PhotoOptions, anonymize_photo
+
+    class Verdict:
+        passed = False
+
+        def to_dict(self):
+            return {"passed": False}
+
+        def summary(self):
+            return "still linked"
+
+    fm = load_face_models(tiny["insightface_root"], detector="dlib")
+    run = R.crop_anonymizer(xl, fm, dataclasses.replace(FEW, steps=2), audit=lambda o, r, c: Verdict(),
+                            max_tries=3)
+    with pytest.raises(FaceFailedError, match="still re-identified after 3 tries"):
+        anonymize_photo(astronaut, fm.detector, run, PhotoOptions(crop_size=64))
+    tried = [t.settings for t in run.audits[0].tries]
+    assert [s.guidance_scale for s in tried] == [-10.0, -12.5, -15.0] and [s.seed for s in tried] == [0, 1, 2]
+    run.audits.clear()
+    ok = R.crop_anonymizer(xl, fm, dataclasses.replace(FEW, steps=2))
+    res = anonymize_photo(astronaut, fm.detector, ok, PhotoOptions(crop_size=64))
+    assert res.anonymized == res.found >= 1 and not np.array_equal(res.image, astronaut)
+
+
+def test_inversion_batch_counts_unet_rows(xl, face):
+    rows = []
+    hook = xl.unet.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
+    try:
+        R.invert_latents(xl, R.encode(xl, face), dataclasses.replace(FEW, inversion_batch=4))
+    finally:
+        hook.remove()
+    assert max(rows) == 4 and sum(rows) == 2 * FEW.steps         # 2 steps x 2 branches per call
