@@ -26,7 +26,8 @@ def feature_loss(features: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     """L per image, [B]: Σ_tokens mean_d (f − g)² (features [B,N,D], reference [B or 1,N,D])."""
     if features.dim() == 2:
         features, reference = features[:, None], reference.reshape(reference.shape[0], 1, -1)
-    diff = features.float() - reference.float().to(features.device)
+    dt = torch.promote_types(features.dtype, torch.float32)          # at least float32 (fp16 networks)
+    diff = features.to(dt) - reference.to(features.device, dt)
     return diff.pow(2).mean(dim=-1).sum(dim=-1)
 
 
@@ -58,7 +59,7 @@ def attribute_gradient(x0: torch.Tensor, decode: Decoder, extractor: FeatureExtr
     if not guidance_active(scale, sim_weight, dissim_weight):
         return torch.zeros_like(x0)
     with torch.enable_grad():
-        x = x0.detach().float().requires_grad_(True)
+        x = x0.detach().to(torch.promote_types(x0.dtype, torch.float32)).requires_grad_(True)
         loss = attribute_loss(extractor(decode(x)), target, source, sim_weight, dissim_weight)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return scale * grad

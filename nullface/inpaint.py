@@ -31,7 +31,7 @@ class InpaintSettings:
     start_t: int = _f(999, "The image latent is noised to this training timestep to start (999 = almost pure "
                            "noise: the masked region is repainted from scratch, as the paper).", 1, 999)
     guidance_scale: float = _f(0.8, "ρ, the attribute guidance step: x_{t-1} -= σ_t ρ ∇ L (authors: 0.8; "
-                                    "0 = plain SD inpainting, no feature extractor needed).", 0.0, 100.0, 0.05)
+                                    "0 = plain SD inpainting, no feature extractor needed).", 0.0, 1000.0, 0.05)
     sim_weight: float = _f(1.0, "w_sim: pull the attributes towards the target image (authors: 1).",
                            0.0, 100.0, 0.05)
     dissim_weight: float = _f(0.0, "w_dis: push the attributes away from the source face (authors: 0).",
