@@ -56,11 +56,24 @@ class InpaintSettings:
         return self
 
     @property
+    def sample_steps(self) -> int:
+        """UNet evaluations per face: the ldm schedule's timesteps (46 for S = 45)."""
+        return int(ldm_timesteps(self.steps).shape[0])
+
+    @property
     def guided(self) -> bool:
         return self.guidance_scale != 0 and (self.sim_weight != 0 or self.dissim_weight != 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def ldm_timesteps(steps: int, train_steps: int = 1000) -> torch.Tensor:
+    """t = 0, c, 2c, ... plus 1 (c = train_steps // steps), in sampling order; t = 1000 (which ldm would
+    index out of range for the few S where c divides 999) is left out."""
+    c = train_steps // steps
+    t = torch.arange(0, train_steps, c) + 1
+    return t[t < train_steps].flip(0).to(torch.int64)
 
 
 def ldm_schedule(steps: int, alphas_cumprod: torch.Tensor) -> Schedule:
@@ -70,7 +83,7 @@ def ldm_schedule(steps: int, alphas_cumprod: torch.Tensor) -> Schedule:
     """
     n = alphas_cumprod.shape[0]
     c = n // steps
-    timesteps = (torch.arange(0, n, c) + 1).flip(0).to(torch.int64)
+    timesteps = ldm_timesteps(steps, n)
     abar = alphas_cumprod[timesteps]
     prev = timesteps - c
     abar_prev = torch.where(prev >= 0, alphas_cumprod[prev.clamp(min=0)], alphas_cumprod[0])

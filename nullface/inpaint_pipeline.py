@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -225,26 +225,58 @@ def crop_inpaint_mask(crop, region: str = "face") -> np.ndarray:
     return m if crop.mask is None else m * np.asarray(crop.mask, np.float32)
 
 
+def next_seed(settings: InpaintSettings, k: int) -> InpaintSettings:
+    """The audit's escalation for this method: try again with the next seed (another repainted face)."""
+    return replace(settings, seed=settings.seed + 1)
+
+
 def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings, *, features=None,
-                            callback: Callback = None):
+                            audit=None, max_tries: int = 1, callback: Callback = None):
     """The inpainting method as a ``nullface.photo`` anonymizer: ``f(image, crops) -> results``.
 
     Every face of a call runs as one batch with the same target image; an error is returned for each
-    face of a failed batch, so the photo's fail-closed policy applies to them.
+    face of a failed batch, so the photo's fail-closed policy applies to them. With ``audit``
+    (``nullface.pipeline.crop_audit``) a face still re-identified is repainted with the next seed, up to
+    ``max_tries`` in all; if it still fails, an error is returned for it. Audits land in ``f.audits``.
     """
+    from .audit import anonymize_with_audit
+    from .errors import FaceFailedError
     settings.validate()
+
+    def paint(crops: list, s: InpaintSettings) -> list:
+        masks = np.stack([crop_inpaint_mask(c) for c in crops]).astype(np.float32)
+        if not (masks >= 0.5).any(axis=(1, 2)).all():
+            raise InputError("a face's repaint region is empty (every part of it is kept)")
+        out = anonymize_inpaint(pipe, [c.image for c in crops], masks, target, s, features=features,
+                                callback=callback)
+        return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
 
     def run(image: np.ndarray, crops: list) -> list:
         if not crops:
             return []
         try:
-            masks = np.stack([crop_inpaint_mask(c) for c in crops]).astype(np.float32)
-            if not (masks >= 0.5).any(axis=(1, 2)).all():
-                raise InputError("a face's repaint region is empty (every part of it is kept)")
-            out = anonymize_inpaint(pipe, [c.image for c in crops], masks, target, settings,
-                                    features=features, callback=callback)
+            results = paint(crops, settings)
         except Exception as exc:            # every face of this batch fails; the policy decides
             return [exc] * len(crops)
-        return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
+        if audit is None:
+            return results
+        for i, c in enumerate(crops):
+            first = results[i]
 
+            def attempt(s, c=c, first=first):
+                return first if s is settings else paint([c], s)[0]
+
+            try:
+                checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries,
+                                               next_seed)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            run.audits.append(checked)
+            results[i] = checked.result if checked.passed else FaceFailedError(
+                f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"
+                if checked.tries and checked.tries[-1].audit is not None else "the re-identification audit failed")
+        return results
+
+    run.audits = []
     return run

@@ -61,6 +61,8 @@ def test_ldm_uniform_schedule_as_the_authors_run_it():
     expected = ((1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)).sqrt()
     assert torch.allclose(s.sigma, expected) and torch.all(s.sigma > 0)
     assert ldm_schedule(50, acp).steps == 50 and ldm_schedule(50, acp).timesteps[0] == 981
+    assert ldm_schedule(3, acp).timesteps.tolist() == [667, 334, 1]        # never t = 1000
+    assert all(InpaintSettings(steps=n).sample_steps == ldm_schedule(n, acp).steps for n in (1, 3, 45, 333, 1000))
 
 
 # ------------------------------------------------------------------------------------- the guidance term

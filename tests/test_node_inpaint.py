@@ -1,0 +1,107 @@
+"""The inpainting nodes (nodes/inpaint.py) without ComfyUI, on tiny random models."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nullface.errors import ModelFileError
+from nullface.identity import FaceModels
+from nullface.inpaint import InpaintSettings
+from tests import faces_data as fd
+from tests.inpaint_models import build_inpaint_models
+
+
+@pytest.fixture(scope="module")
+def mod(pack):
+    import sys
+    return sys.modules[f"{pack.__name__}.nodes.inpaint"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return build_inpaint_models(tmp_path_factory.mktemp("inpaint_nodes"))
+
+
+@pytest.fixture(scope="module")
+def pipe(mod, files):
+    loader = mod.NullFaceInpaintLoader()
+    return loader.load(str(files["folder"]), str(files["farl"]), "cpu", "fp32", True)[0]
+
+
+def call(mod, name, **kw):
+    cls = mod.NODE_CLASS_MAPPINGS[name]
+    return getattr(cls(), cls.FUNCTION)(**kw)
+
+
+def widgets(steps=3, **over):
+    d = {f.name: f.default for f in dataclasses.fields(InpaintSettings)}
+    d.update(steps=steps, **over)
+    return d
+
+
+def test_registered_with_tooltips_and_widget_defaults_from_the_settings(pack, mod):
+    for name, cls in mod.NODE_CLASS_MAPPINGS.items():
+        assert name in pack.NODE_CLASS_MAPPINGS
+        assert mod.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("NullFace ")
+        for group in cls.INPUT_TYPES().values():
+            for key, spec in group.items():
+                assert spec[1].get("tooltip"), f"{name}.{key} has no tooltip"
+    req = mod.NullFaceInpaintAnonymize.INPUT_TYPES()["required"]
+    for f in dataclasses.fields(InpaintSettings):
+        assert req[f.name][1]["default"] == f.default and req[f.name][1]["tooltip"] == f.metadata["help"]
+    assert req["guidance_scale"][1]["max"] == 1000.0 and req["steps"][0] == "INT"
+
+
+def test_loader_returns_a_typed_handle_and_refuses_plain_sd15(mod, tmp_path):
+    from tests.tiny_models import save_sd15_folder
+    plain = save_sd15_folder(tmp_path / "plain")
+    with pytest.raises(ModelFileError, match="4-channel"):
+        mod.NullFaceInpaintLoader().load(str(plain), mod.NO_FEATURES, "cpu", "fp32", True)
+    assert mod.NullFaceInpaintLoader.RETURN_TYPES == ("NULLFACE_INPAINT_PIPE",)
+
+
+def test_anonymize_node_keeps_the_unmasked_pixels(mod, pipe):
+    img = torch.rand(1, 64, 64, 3)
+    m = torch.zeros(1, 64, 64)
+    m[:, 20:44, 20:44] = 1
+    (out,) = call(mod, "NullFaceInpaintAnonymize", inpaint_pipe=pipe, image=img, mask=m,
+                  target=torch.rand(1, 48, 48, 3), **widgets())
+    assert out.shape == img.shape
+    assert torch.equal(out[0][m[0] == 0], img[0][m[0] == 0]) and not torch.equal(out, img)
+
+
+def test_photo_node_anonymizes_and_reports(mod, pipe):
+    models = FaceModels(detector=fd.FixedDetector(fd.faces("astronaut")[:1]), arcface=None)
+    img = fd.image("astronaut")
+    out, report, n = call(mod, "NullFaceInpaintPhoto", inpaint_pipe=pipe, face_models=models,
+                          image=torch.from_numpy(img[None].astype(np.float32) / 255), target=torch.rand(1, 64, 64, 3),
+                          keep="eyes", on_failure="error", on_no_face="error", crop_size=64, **widgets())
+    assert n == 1 and "1 anonymized" in report
+    assert not torch.equal(out, torch.from_numpy(img[None].astype(np.float32) / 255))
+
+
+def test_photo_node_audit_fails_closed(mod, pipe, monkeypatch):
+    """A face the audit still links to its original gets the failure policy, never the face back."""
+    from nullface.errors import FaceFailedError
+
+    class Always:
+        passed = False
+
+        def summary(self):
+            return "dlib distance 0.1 < 0.6"
+
+    import nullface.pipeline as pl
+    monkeypatch.setattr(pl, "crop_audit", lambda recognizers: (lambda original, result, crop: Always()))
+    import nullface.audit as au
+    monkeypatch.setattr(au, "DlibRecognizer", lambda *a, **k: object())
+    models = FaceModels(detector=fd.FixedDetector(fd.faces("astronaut")[:1]), arcface=None)
+    img = torch.from_numpy(fd.image("astronaut")[None].astype(np.float32) / 255)
+    kw = dict(inpaint_pipe=pipe, face_models=models, image=img, target=torch.rand(1, 64, 64, 3), keep="",
+              on_no_face="error", crop_size=64, audit_tries=2, **widgets(steps=2))
+    with pytest.raises(FaceFailedError, match="re-identified"):
+        call(mod, "NullFaceInpaintPhoto", on_failure="error", **kw)
+    out, report, n = call(mod, "NullFaceInpaintPhoto", on_failure="pixelate", **kw)
+    assert n == 0 and "FAIL after 2 try(s)" in report and "pixelate" in report
