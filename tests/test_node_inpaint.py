@@ -105,3 +105,43 @@ def test_photo_node_audit_fails_closed(mod, pipe, monkeypatch):
         call(mod, "NullFaceInpaintPhoto", on_failure="error", **kw)
     out, report, n = call(mod, "NullFaceInpaintPhoto", on_failure="pixelate", **kw)
     assert n == 0 and "FAIL after 2 try(s)" in report and "pixelate" in report
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_cli_method_inpaint_end_to_end(files, tmp_path, capsys):
+    """``anonymize --method inpaint --target IMAGE``: faces repainted, pixels outside the faces identical."""
+    import json
+
+    from PIL import Image
+
+    from nullface.cli import main
+    from nullface.crop import crop_face, region_in_image
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    img = fd.image("astronaut")
+    Image.fromarray(img).save(src / "a.png")
+    Image.fromarray((np.random.default_rng(0).random((80, 80, 3)) * 255).astype(np.uint8)).save(tmp_path / "t.png")
+    base = ["anonymize", str(src), "-o", str(out), "--method", "inpaint", "--checkpoint", str(files["folder"]),
+            "--detector", "dlib", "--crop-size", "64", "--inpaint-steps", "2", "--device", "cpu", "--dtype", "fp32"]
+    assert main(base) == 2 and "--target" in capsys.readouterr().err            # guidance on needs a target
+    code = main(base + ["--target", str(tmp_path / "t.png"), "--features", str(files["farl"])])
+    report = json.loads((out / "report.json").read_text())
+    entry = report["files"]["a.png"]
+    assert code == 0 and entry["status"] == "done" and entry["anonymized"] == entry["faces_found"] >= 1
+    assert report["options"]["method"] == "inpaint"
+    res = np.asarray(Image.open(out / "a.png"))
+    allowed = np.logical_or.reduce([region_in_image(img.shape, crop_face(img, f, 64)) for f in fd.faces("astronaut")])
+    changed = np.any(res != img, -1)
+    assert changed.any() and not np.any(changed & ~allowed)
+
+
+def test_cli_method_inpaint_refuses_a_plain_sd15(tmp_path, capsys):
+    from PIL import Image
+
+    from nullface.cli import main
+    from tests.tiny_models import save_sd15_folder
+    plain = save_sd15_folder(tmp_path / "plain")
+    Image.fromarray(fd.image("astronaut")).save(tmp_path / "a.png")
+    code = main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--method", "inpaint",
+                 "--checkpoint", str(plain), "--guidance-scale", "0", "--detector", "dlib", "--device", "cpu"])
+    assert code == 2 and "4-channel" in capsys.readouterr().err

@@ -24,7 +24,18 @@ REPORT = "report.json"
 DONE = ("done", "passed")                       # statuses that resume skips
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
 OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
-                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure")
+                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
+                  "method", "target", "features", "inpaint_steps", "start_t", "guidance_scale", "sim_weight",
+                  "dissim_weight")
+# --method NAME -> module of this package with add_arguments(parser) and build_anonymizer(args); None = NullFace
+METHODS = {"nullface": None, "inpaint": "inpaint_method"}
+
+
+def _method(name: str | None):
+    """The module of a --method (None for NullFace, built by ``build_anonymizer`` below)."""
+    import importlib
+    module = METHODS.get(name or "nullface")
+    return None if module is None else importlib.import_module(f"{__package__}.{module}")
 
 
 def add_parser(sub) -> None:
@@ -37,6 +48,9 @@ def add_parser(sub) -> None:
                                                               "(quote them: 'photos/**/*.jpg')")
     p.add_argument("-o", "--outdir", required=True, help="output folder (report.json is written there)")
     p.add_argument("--overwrite", action="store_true", help="process every file again, even those already done")
+    p.add_argument("--method", choices=tuple(METHODS), default="nullface",
+                   help="nullface (default: SD1.5 + FaceID, papers/003) or inpaint (SD1.5 inpainting with attribute "
+                        "guidance towards --target, papers/000)")
     m = p.add_argument_group("models")
     m.add_argument("--checkpoint", help="SD1.5 .safetensors/.ckpt file or diffusers folder (required)")
     m.add_argument("--faceid", help="ip-adapter-faceid_sd15.bin (required)")
@@ -80,6 +94,9 @@ def add_parser(sub) -> None:
     f.add_argument("--max-tries", type=int, default=3, help="tries per face with --audit (default 3)")
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
+    for name in METHODS:
+        if _method(name) is not None:
+            _method(name).add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -286,7 +303,8 @@ def run(args, anonymizer=None, detector=None) -> int:
     interrupted = False
     try:
         if todo and anonymizer is None:
-            anonymizer, detector = build_anonymizer(args)
+            method = _method(getattr(args, "method", None))
+            anonymizer, detector = (build_anonymizer if method is None else method.build_anonymizer)(args)
         elif todo and detector is None:
             detector = _detector(args)
     except NullFaceError as exc:
