@@ -298,3 +298,22 @@ def test_photo_pipeline_fails_closed_when_the_method_fails(pipe):
     res = anonymize_photo(img, fd.FixedDetector(fd.faces("astronaut")[:1]), run,
                           PhotoOptions(crop_size=64, on_failure="pixelate"))
     assert res.failed == 1 and not np.array_equal(res.image, img)
+
+
+def test_shipped_inpainting_unet_config_matches_the_real_checkpoint_layout():
+    """At full size (meta tensors): the shipped config gives the sd-v1-5-inpainting key layout (9-channel
+    first convolution), diffusers recognizes it as SD1 inpainting, and its conversion gives every shape back."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+
+    from nullface.inpaint_pipeline import INPAINT_CONFIG_DIR
+    from tests import ldm_checkpoint as ldm
+    ucfg = dict(UNet2DConditionModel.load_config(str(INPAINT_CONFIG_DIR), subfolder="unet", local_files_only=True))
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(ucfg)
+    usd = unet.state_dict()
+    sd = {ldm.UNET_PREFIX + k: v for k, v in ldm.unet_to_ldm(ucfg, usd).items()}
+    assert tuple(sd[ldm.UNET_PREFIX + "input_blocks.0.0.weight"].shape) == (320, 9, 3, 3)
+    assert sfu.infer_diffusers_model_type(sd) == "inpainting"
+    back = sfu.convert_ldm_unet_checkpoint(sd, ucfg)
+    assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in usd.items()}
