@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .attribute_guidance import attribute_gradient
 from .devices import pick_device, pick_dtype
-from .errors import InputError, MissingDependencyError, ModelFileError
+from .errors import InputError, MissingDependencyError, ModelFileError, NullFaceError
 from .imageio import check_face_images, check_masks, to_nhwc
 from .inpaint import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from .masks import latent_mask
@@ -38,6 +38,17 @@ class InpaintPipe(NullFacePipe):
     """SD1.5 inpainting (9-channel UNet, VAE, text encoder) and the optional feature extractor φ."""
 
     features: Any = None               # φ (nullface.farl.FarlFeatures or any differentiable callable)
+
+    def offload(self) -> None:
+        super().offload()
+        if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
+            self.features.to("cpu")
+
+    def ready(self) -> "InpaintPipe":
+        super().ready()
+        if isinstance(self.features, torch.nn.Module):
+            self.features.to(self.device)
+        return self
 
 
 def check_inpainting_checkpoint(path: Path) -> None:
@@ -117,6 +128,8 @@ def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike
         phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
     pipe = load_sd15_inpainting(checkpoint, dev, dt, config_dir)
     pipe.set_progress_bar_config(disable=True)
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False)                         # the guidance differentiates x̂_0 only
     log.info("Inpainting pipeline: %s on %s (%s), feature extractor: %s", Path(checkpoint).name, dev, dt,
              getattr(phi, "path", None) or (type(phi).__name__ if phi is not None else "none"))
     return InpaintPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid="", features=phi)
@@ -203,6 +216,9 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
 
         latents = sample_inpaint(eps, x_t, schedule, noise, guidance, callback)
         out = pipe.vae.decode((latents / pipe.vae_scale).to(dt)).sample.float().clamp(-1, 1)
+    if not torch.isfinite(out).all():
+        raise NullFaceError("the model produced NaN/inf values (try precision fp32 or bf16); "
+                                 "nothing is returned for these faces")
     out = ((out + 1) / 2).cpu()
     if settings.keep_unmasked:                                           # kept pixels: exactly the input's
         out = torch.where(m_pix.cpu() > 0, out, (x.cpu() + 1) / 2)

@@ -317,3 +317,19 @@ def test_shipped_inpainting_unet_config_matches_the_real_checkpoint_layout():
     assert sfu.infer_diffusers_model_type(sd) == "inpainting"
     back = sfu.convert_ldm_unet_checkpoint(sd, ucfg)
     assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in usd.items()}
+
+
+def test_non_finite_model_output_is_an_error_not_an_image(pipe, monkeypatch):
+    """fp16 overflow (NaN) must not come back as a black or original face: the call fails (fail closed)."""
+    from nullface.errors import NullFaceError
+    img, m = face_and_mask()
+    unet = pipe.unet
+    real = unet.forward
+
+    def nan_forward(*a, **k):
+        out = real(*a, **k)
+        out.sample.fill_(float("nan"))
+        return out
+    monkeypatch.setattr(unet, "forward", nan_forward)
+    with pytest.raises(NullFaceError, match="NaN"):
+        anonymize_inpaint(pipe, img, m, None, dataclasses.replace(FAST, guidance_scale=0))
