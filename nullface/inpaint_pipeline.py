@@ -255,8 +255,7 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
     (``nullface.pipeline.crop_audit``) a face still re-identified is repainted with the next seed, up to
     ``max_tries`` in all; if it still fails, an error is returned for it. Audits land in ``f.audits``.
     """
-    from .audit import anonymize_with_audit
-    from .errors import FaceFailedError
+    from .audit import audit_crops
     settings.validate()
 
     def paint(crops: list, s: InpaintSettings) -> list:
@@ -276,23 +275,8 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
             return [exc] * len(crops)
         if audit is None:
             return results
-        for i, c in enumerate(crops):
-            first = results[i]
-
-            def attempt(s, c=c, first=first):
-                return first if s is settings else paint([c], s)[0]
-
-            try:
-                checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries,
-                                               next_seed)
-            except Exception as exc:
-                results[i] = exc
-                continue
-            run.audits.append(checked)
-            results[i] = checked.result if checked.passed else FaceFailedError(
-                f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"
-                if checked.tries and checked.tries[-1].audit is not None else "the re-identification audit failed")
-        return results
+        return audit_crops(results, crops, audit, settings, max_tries, record=run.audits, escalate=next_seed,
+                           retry=lambda i, s: paint([crops[i]], s)[0])
 
     run.audits = []
     return run

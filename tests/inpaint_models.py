@@ -11,16 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tests.tiny_models import CONFIGS, CROSS, tiny_text_encoder, tiny_vae
-
-
-def tiny_inpaint_unet():
-    from diffusers import UNet2DConditionModel
-    torch.manual_seed(5)
-    return UNet2DConditionModel(
-        sample_size=8, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CROSS, attention_head_dim=8, norm_num_groups=8)
+from tests.tiny_models import CONFIGS, tiny_text_encoder, tiny_unet, tiny_vae
 
 
 def save_inpaint_folder(folder: Path) -> Path:
@@ -30,7 +21,7 @@ def save_inpaint_folder(folder: Path) -> Path:
     tok = CLIPTokenizer.from_pretrained(str(CONFIGS / "tokenizer"))
     sched = DDIMScheduler.from_pretrained(str(CONFIGS / "scheduler"))
     pipe = StableDiffusionInpaintPipeline(vae=tiny_vae(), text_encoder=tiny_text_encoder(), tokenizer=tok,
-                                          unet=tiny_inpaint_unet(), scheduler=sched, safety_checker=None,
+                                          unet=tiny_unet(in_channels=9, seed=5), scheduler=sched, safety_checker=None,
                                           feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(folder), safe_serialization=True)
     return folder
