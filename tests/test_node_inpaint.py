@@ -145,3 +145,24 @@ def test_cli_method_inpaint_refuses_a_plain_sd15(tmp_path, capsys):
     code = main(["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--method", "inpaint",
                  "--checkpoint", str(plain), "--guidance-scale", "0", "--detector", "dlib", "--device", "cpu"])
     assert code == 2 and "4-channel" in capsys.readouterr().err
+
+
+def test_cli_method_inpaint_audit_retries_with_the_next_seed_then_fails_closed(files, tmp_path):
+    """--audit works on this method's outputs: threshold 10 makes dlib link every pair, so each try fails."""
+    import json
+
+    from PIL import Image
+
+    from nullface.cli import main
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(fd.image("astronaut")).save(src / "a.png")
+    code = main(["anonymize", str(src), "-o", str(out), "--method", "inpaint", "--checkpoint", str(files["folder"]),
+                 "--guidance-scale", "0", "--detector", "dlib", "--crop-size", "64", "--inpaint-steps", "2",
+                 "--device", "cpu", "--dtype", "fp32", "--audit", "--max-tries", "2", "--audit-threshold", "10",
+                 "--on-failure", "blur"])
+    entry = json.loads((out / "report.json").read_text())["files"]["a.png"]
+    tries = entry["audit"][0]["tries"]
+    assert len(tries) == 2 and tries[1]["settings"]["seed"] == tries[0]["settings"]["seed"] + 1
+    assert tries[0]["audit"]["results"][0]["recognizer"] == "dlib"
+    assert code == 1 and entry["failed"] >= 1 and all(f["policy"] == "blur" for f in entry["faces"])
