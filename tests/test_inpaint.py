@@ -210,6 +210,13 @@ def test_shipped_inpainting_config_is_sd15_with_nine_channels():
     ours = json.loads((INPAINT_CONFIG_DIR / "unet" / "config.json").read_text())
     sd15 = json.loads((CONFIG_DIR / "unet" / "config.json").read_text())
     assert ours.pop("in_channels") == 9 and sd15.pop("in_channels") == 4 and ours == sd15
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["nullface"]
+    rel = (INPAINT_CONFIG_DIR / "unet" / "config.json").relative_to(root / "nullface").as_posix()
+    assert any(fnmatch.fnmatch(rel, p.replace("**/", "*")) for p in patterns), "not shipped in the wheel"
 
 
 def test_wrong_model_kinds_are_refused_with_what_they_are(files, tmp_path):
