@@ -58,8 +58,12 @@ def attribute_gradient(x0: torch.Tensor, decode: Decoder, extractor: FeatureExtr
     """
     if not guidance_active(scale, sim_weight, dissim_weight):
         return torch.zeros_like(x0)
-    with torch.enable_grad():
-        x = x0.detach().to(torch.promote_types(x0.dtype, torch.float32)).requires_grad_(True)
+    # ComfyUI runs nodes under torch.inference_mode(), where enable_grad alone records nothing: leave it,
+    # and clone the (inference) tensors into ordinary ones that autograd may use.
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x0.detach().clone().to(torch.promote_types(x0.dtype, torch.float32)).requires_grad_(True)
+        target = target.clone()
+        source = None if source is None else source.clone()
         loss = attribute_loss(extractor(decode(x)), target, source, sim_weight, dissim_weight)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return scale * grad

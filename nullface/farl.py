@@ -97,8 +97,13 @@ class FarlFeatures(torch.nn.Module):
 def load_farl(path: str | os.PathLike, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> FarlFeatures:
     """FaRL's image tower from its released .pth (or any OpenAI-CLIP-layout ViT file), as φ."""
-    from transformers import CLIPVisionModel
     path = _require(path, "FaRL feature extractor", FARL_HINT)
+    with torch.inference_mode(False):          # ordinary parameters: the guidance differentiates through φ
+        return _load_farl(path, device, dtype)
+
+
+def _load_farl(path: Path, device, dtype) -> FarlFeatures:
+    from transformers import CLIPVisionModel
     if path.is_dir():
         raise ModelFileError(f"'{path}' is a folder; give the FaRL .pth file. {FARL_HINT}")
     cfg, sd = clip_visual_to_hf(read_state_dict(path))

@@ -39,15 +39,18 @@ class InpaintPipe(NullFacePipe):
 
     features: Any = None               # φ (nullface.farl.FarlFeatures or any differentiable callable)
 
+    # Moves happen outside inference mode, so that the parameters stay ordinary tensors autograd accepts.
     def offload(self) -> None:
-        super().offload()
-        if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
-            self.features.to("cpu")
+        with torch.inference_mode(False):
+            super().offload()
+            if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
+                self.features.to("cpu")
 
     def ready(self) -> "InpaintPipe":
-        super().ready()
-        if isinstance(self.features, torch.nn.Module):
-            self.features.to(self.device)
+        with torch.inference_mode(False):
+            super().ready()
+            if isinstance(self.features, torch.nn.Module):
+                self.features.to(self.device)
         return self
 
 
@@ -123,10 +126,13 @@ def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     phi = features
-    if isinstance(features, (str, os.PathLike)):
-        from .farl import load_farl
-        phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
-    pipe = load_sd15_inpainting(checkpoint, dev, dt, config_dir)
+    # Built outside inference mode (ComfyUI runs nodes inside it): the guidance backpropagates through the
+    # VAE decoder and φ, which inference-mode parameters would refuse.
+    with torch.inference_mode(False):
+        if isinstance(features, (str, os.PathLike)):
+            from .farl import load_farl
+            phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
+        pipe = load_sd15_inpainting(checkpoint, dev, dt, config_dir)
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)                         # the guidance differentiates x̂_0 only

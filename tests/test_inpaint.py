@@ -340,3 +340,16 @@ def test_non_finite_model_output_is_an_error_not_an_image(pipe, monkeypatch):
     monkeypatch.setattr(unet, "forward", nan_forward)
     with pytest.raises(NullFaceError, match="NaN"):
         anonymize_inpaint(pipe, img, m, None, dataclasses.replace(FAST, guidance_scale=0))
+
+
+def test_runs_under_inference_mode_as_comfyui_executes_nodes(files):
+    """ComfyUI executes every node inside torch.inference_mode(): loading and the guidance's backward pass
+    must still work there (enable_grad alone records nothing in inference mode)."""
+    img, m = face_and_mask()
+    with torch.inference_mode():
+        p = load_inpaint_pipe(files["folder"], files["farl"], device="cpu", dtype="fp32")
+        stats = {}
+        out = anonymize_inpaint(p, img, m, torch.rand(1, 64, 64, 3), FAST, stats=stats)
+        g = attribute_gradient(torch.randn(1, 4, 8, 8), lambda z: z, tokens, torch.zeros(1, 4, 64))
+    assert stats["guidance_backward"] == 5 and torch.equal(out[0][m[0] == 0], img[0][m[0] == 0])
+    assert g.abs().sum() > 0
