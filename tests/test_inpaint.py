@@ -353,3 +353,14 @@ def test_runs_under_inference_mode_as_comfyui_executes_nodes(files):
         g = attribute_gradient(torch.randn(1, 4, 8, 8), lambda z: z, tokens, torch.zeros(1, 4, 64))
     assert stats["guidance_backward"] == 5 and torch.equal(out[0][m[0] == 0], img[0][m[0] == 0])
     assert g.abs().sum() > 0
+
+
+def test_dissimilarity_term_uses_the_source_face(pipe):
+    """w_dis alone (w_sim 0) still guides: away from the source face's own features."""
+    img, m = face_and_mask()
+    stats = {}
+    away = anonymize_inpaint(pipe, img, m, torch.rand(1, 64, 64, 3),
+                             dataclasses.replace(FAST, sim_weight=0.0, dissim_weight=50.0, guidance_scale=10.0),
+                             stats=stats)
+    off = anonymize_inpaint(pipe, img, m, None, dataclasses.replace(FAST, guidance_scale=0))
+    assert stats["guidance_backward"] == 5 and not torch.equal(away, off)
