@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 import numpy as np
 
 from .detect import kps_from_68
-from .errors import InputError, MissingDependencyError
+from .errors import FaceFailedError, InputError, MissingDependencyError
 from .resources import dlib_model_path
 
 log = logging.getLogger("nullface")
@@ -482,3 +482,31 @@ def anonymize_with_audit(attempt: Callable[[S], R], audit: Callable[[R], Any], s
         if tries[-1].passed:
             return AuditedResult(result, True, tuple(tries))
     return AuditedResult(result, False, tuple(tries))
+
+
+def audit_crops(results: list, crops: Sequence, audit: Callable, settings: S, max_tries: int,
+                retry: Callable[[int, S], Any], escalate: Callable[[S, int], S] = DEFAULT_ESCALATION,
+                record: list | None = None) -> list:
+    """Audit every face's result in place and retry the ones still re-identified (any anonymization method).
+
+    ``audit(original_crop, result, crop)`` judges face i; try k >= 1 runs ``retry(i, settings_k)``
+    (``escalate`` makes the settings). A face that never passes becomes a ``FaceFailedError`` so that the
+    photo's fail-closed policy applies; faces whose result is already an exception stay as they are. Each
+    ``AuditedResult`` is appended to ``record``.
+    """
+    for i, c in enumerate(crops):
+        first = results[i]
+        if first is None or isinstance(first, BaseException):
+            continue
+
+        def attempt(s, i=i, first=first):
+            return first if s is settings else retry(i, s)
+
+        checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries, escalate)
+        if record is not None:
+            record.append(checked)
+        last = checked.tries[-1].audit if checked.tries else None
+        results[i] = checked.result if checked.passed else FaceFailedError(
+            f"still re-identified after {len(checked.tries)} tries ({last.summary()})" if last is not None
+            else "the re-identification audit failed")
+    return results

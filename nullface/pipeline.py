@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .denoiser import PipeDenoiser
-from .errors import FaceFailedError, InputError, ModelFileError
+from .errors import InputError, ModelFileError
 from .identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
                        negate_identities)
 from .imageio import check_face_images, check_masks, to_nhwc
@@ -144,9 +144,8 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
     Another method plugs in with ``crops_fn`` (``anonymize_crops``' signature) and its own ``escalate``.
     """
-    from .audit import DEFAULT_ESCALATION, anonymize_with_audit
+    from .audit import DEFAULT_ESCALATION, audit_crops
     anonymize_crops_ = crops_fn or anonymize_crops
-    escalate = escalate or DEFAULT_ESCALATION
     if face_models is None or face_models.arcface is None:
         raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
 
@@ -166,21 +165,11 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                 results[i] = o
         if audit is None:
             return results
-        for i, vec in zip(ok, vectors):
-            c, first = crops[i], results[i]
-
-            def attempt(s, c=c, vec=vec, first=first):
-                if s is settings:
-                    return first
-                return anonymize_crops_(pipe, [c.image], [vec], [c.mask], s, callback)[0]
-
-            checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries,
-                                           escalate)
-            run.audits.append(checked)
-            results[i] = checked.result if checked.passed else FaceFailedError(
-                f"still re-identified after {len(checked.tries)} tries ({checked.tries[-1].audit.summary()})"
-                if checked.tries and checked.tries[-1].audit is not None else "the re-identification audit failed")
-        return results
+        vector = dict(zip(ok, vectors))
+        return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
+                           escalate=escalate or DEFAULT_ESCALATION,
+                           retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
+                                                               s, callback)[0])
 
     run.audits = []
     return run

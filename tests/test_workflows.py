@@ -34,7 +34,8 @@ CORE_NODES = {
 }
 # Combo inputs whose options are the files installed in ComfyUI: any non-empty string is accepted.
 FILE_COMBOS = {("LoadImage", "image"), ("NullFacePipeLoader", "checkpoint"), ("NullFacePipeLoader", "faceid"),
-               ("NullFaceFaceModelsLoader", "model_pack")}
+               ("NullFaceFaceModelsLoader", "model_pack"), ("NullFaceInpaintLoader", "checkpoint"),
+               ("NullFaceInpaintLoader", "feature_extractor")}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
@@ -382,6 +383,21 @@ def test_no_example_writes_the_original_unless_the_user_unmutes_it(path):
             x, y = n["pos"]
             assert any("ORIGINAL" in g["title"] and g["bounding"][0] <= x <= g["bounding"][0] + g["bounding"][2]
                        and g["bounding"][1] <= y <= g["bounding"][1] + g["bounding"][3] for g in ui["groups"])
+
+
+def test_the_inpainting_workflow_repaints_the_face_towards_a_target_at_the_defaults():
+    from nullface.inpaint import InpaintSettings
+    api = _read(WORKFLOWS / "api" / "nullface_inpaint_attribute_guidance.json")
+    node = next(n for n in api.values() if n["class_type"] == "NullFaceInpaintAnonymize")
+    d = InpaintSettings()
+    assert {k: node["inputs"][k] for k in ("steps", "guidance_scale", "sim_weight", "dissim_weight")} == \
+        {"steps": d.steps, "guidance_scale": d.guidance_scale, "sim_weight": d.sim_weight,
+         "dissim_weight": d.dissim_weight}
+    mask = api_src(api, node["inputs"]["mask"])
+    assert mask["class_type"] == "NullFaceFaceRegionMask" and mask["inputs"]["face"] is True
+    assert api_src(api, node["inputs"]["target"])["class_type"] == "LoadImage"
+    loader = api_src(api, node["inputs"]["inpaint_pipe"])
+    assert loader["inputs"]["feature_extractor"].startswith("FaRL")
 
 
 def api_src(api: dict, link: list) -> dict:

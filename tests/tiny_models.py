@@ -21,11 +21,12 @@ LORA_RANK = 4       # 128 in the real file
 CONFIGS = Path(__file__).resolve().parents[1] / "nullface" / "configs" / "sd15"
 
 
-def tiny_unet():
+def tiny_unet(in_channels: int = 4, seed: int = 0):
+    """The SD1.5 UNet's architecture, tiny; ``in_channels`` 9 is the inpainting variant."""
     from diffusers import UNet2DConditionModel
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=CROSS, attention_head_dim=8, norm_num_groups=8)
 

@@ -38,13 +38,16 @@ SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"
 FACEID_SDXL = "ip-adapter-faceid_sdxl.bin"
 FACE_IMAGE = "face.png"
 GROUP_IMAGE = "group.jpg"
+INPAINT_CHECKPOINT = "sd-v1-5-inpainting.ckpt"
+FARL = "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
+TARGET_IMAGE = "target_face.png"
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = ("seed", "noise_seed")      # the frontend adds "control after generate" after these INTs
 
 # The core ComfyUI nodes the workflows use, as their INPUT_TYPES / RETURN_TYPES read in ComfyUI's nodes.py.
 CORE_NODES: dict[str, dict[str, Any]] = {
-    "LoadImage": {"input": {"required": {"image": ([FACE_IMAGE, GROUP_IMAGE], {"image_upload": True})}},
+    "LoadImage": {"input": {"required": {"image": ([FACE_IMAGE, GROUP_IMAGE, TARGET_IMAGE], {"image_upload": True})}},
                   "output": ("IMAGE", "MASK"), "output_name": ("IMAGE", "MASK"), "display": "Load Image"},
     "PreviewImage": {"input": {"required": {"images": ("IMAGE",)}},
                      "output": (), "output_name": (), "display": "Preview Image"},
@@ -527,7 +530,29 @@ def revpers_attribute(specs) -> Graph | None:
     return _save_and_compare(g, img["IMAGE"], plain["image"], "anonymized_revpers")
 
 
-WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, revpers_attribute)
+def inpaint_attribute_guidance(specs) -> Graph | None:
+    """papers/000: detect -> crops -> landmark face mask -> SD inpainting guided towards a target face -> paste."""
+    if "NullFaceInpaintAnonymize" not in specs:
+        return None
+    g = Graph("nullface_inpaint_attribute_guidance", specs)
+    img = g.add("LoadImage", "Load a photo (any size; every face is processed)", image=FACE_IMAGE)
+    target = g.add("LoadImage", "Target face (synthesized, e.g. generated upstream)", image=TARGET_IMAGE)
+    pipe = g.add("NullFaceInpaintLoader", checkpoint=INPAINT_CHECKPOINT, feature_extractor=FARL)
+    fm = g.add("NullFaceFaceModelsLoader", model_pack=INSIGHTFACE_PACK)
+    faces = g.add("NullFaceDetectFaces", face_models=fm["face_models"], image=img["IMAGE"])
+    crops = g.add("NullFaceCropFaces", "Aligned 512x512 crop of each face", image=img["IMAGE"],
+                  faces=faces["faces"])
+    region = g.add("NullFaceFaceRegionMask", "Region to repaint: the face (landmarks)", crop_info=crops["crop_info"],
+                   **{r: r == "face" for r in _regions(g)})
+    out = g.add("NullFaceInpaintAnonymize", "Inpaint with attribute guidance towards the target",
+                inpaint_pipe=pipe["inpaint_pipe"], image=crops["crops"], mask=region["mask"], target=target["IMAGE"])
+    pasted = g.add("NullFacePasteFaces", "Paste the repainted faces back", image=img["IMAGE"],
+                   crop_info=crops["crop_info"], anonymized_crops=out["image"])
+    return _save_and_compare(g, img["IMAGE"], pasted["image"], "anonymized_inpaint")
+
+
+WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, revpers_attribute,
+             inpaint_attribute_guidance)
 
 
 def build(specs: dict[str, NodeSpec] | None = None) -> dict[str, tuple[dict, dict]]:

@@ -26,7 +26,8 @@ DONE = ("done", "passed")                       # statuses that resume skips
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
 OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
                   "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
-                  "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale")
+                  "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale", "target", "features",
+                  "inpaint_steps", "start_t", "inpaint_guidance_scale", "sim_weight", "dissim_weight")
 
 
 def add_parser(sub) -> None:
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
     m.add_argument("--checkpoint", help="the method's checkpoint file or diffusers folder (required): "
                    + "; ".join(f"{k}: {v.checkpoint}" for k, v in METHODS.items()))
     m.add_argument("--faceid", help="the method's IP-Adapter FaceID file (required): "
-                   + "; ".join(f"{k}: {v.faceid}" for k, v in METHODS.items()))
+                   + "; ".join(f"{k}: {v.faceid}" for k, v in METHODS.items() if v.faceid))
     m.add_argument("--insightface-root", default=os.path.expanduser("~/.insightface"),
                    help="folder holding models/buffalo_l (default ~/.insightface)")
     m.add_argument("--detector", choices=("auto", "insightface", "dlib"), default="auto",
@@ -89,6 +90,8 @@ def add_parser(sub) -> None:
     f.add_argument("--max-tries", type=int, default=3, help="tries per face with --audit (default 3)")
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
+    from .inpaint_method import add_arguments as add_inpaint_arguments
+    add_inpaint_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -214,16 +217,28 @@ def _revpers_engine(args, faces, audit, settings):
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
 
 
+def _inpaint_settings(args):
+    from .inpaint_method import settings_from
+    return settings_from(args)
+
+
+def _inpaint_build(args):
+    from .inpaint_method import build_anonymizer as build
+    return build(args)
+
+
 class Method:
     """One anonymization method of the CLI: its title, model files, crop size, settings and engine.
 
     ``settings(args)`` builds the method's validated settings (called before any model loads);
     ``engine(args, face_models, audit, settings)`` loads the models and returns the crop anonymizer.
+    A method that loads its own face models gives ``build(args) -> (anonymizer, detector)`` instead.
     """
 
-    def __init__(self, title: str, checkpoint: str, faceid: str, crop_size: int, settings, engine):
+    def __init__(self, title: str, checkpoint: str, faceid: str | None, crop_size: int, settings, engine=None,
+                 build=None):
         self.title, self.checkpoint, self.faceid, self.crop_size = title, checkpoint, faceid, crop_size
-        self.settings, self.engine = settings, engine
+        self.settings, self.engine, self.build = settings, engine, build
 
 
 METHODS = {
@@ -233,6 +248,8 @@ METHODS = {
     "revpers": Method("Reverse Personalization (SDXL, DPM-Solver++ inversion, negative identity guidance)",
                       "sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", 1024,
                       _revpers_settings, _revpers_engine),
+    "inpaint": Method("SD1.5 inpainting with attribute guidance towards --target (papers/000)",
+                      "sd-v1-5-inpainting.ckpt", None, 512, _inpaint_settings, build=_inpaint_build),
 }
 REVPERS_FLAGS = ("skip", "guidance_scale", "id_scale")   # flags of --method revpers only (its dataclass's help)
 
@@ -255,6 +272,8 @@ def build_anonymizer(args):
     from ..identity import load_face_models
     from ..pipeline import crop_audit
     method = METHODS[getattr(args, "method", "nullface")]
+    if method.build is not None:
+        return method.build(args)
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
     if missing:
         raise InputError(f"{' and '.join(missing)} required: {method.checkpoint} and {method.faceid}")

@@ -1,0 +1,179 @@
+"""Inpainting with attribute guidance (papers/000) as nodes: loader, aligned faces, whole photos."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..nullface.inpaint import InpaintSettings
+from ..nullface.inpaint_pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
+from ..nullface.photo import PhotoOptions, anonymize_photo
+
+from . import _paths
+from ._common import (CATEGORY, FACE_MODELS, free_comfy_memory, images_to_numpy, masks_to_numpy,
+                      numpy_to_images, step_callback)
+from .method import _fit_mask, _release
+from .photo import CROP_SIZE, NO_FACE, ON_FAILURE
+
+INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.inpaint_pipeline.InpaintPipe)
+CAT = f"{CATEGORY}/inpaint"
+NO_FEATURES = "none (guidance off)"
+TARGET = ("IMAGE", {"tooltip": "The synthesized target face whose attributes the repainted face takes (any size, "
+                               "e.g. generated upstream); one image, or one per face image."})
+
+
+def setting_widgets() -> dict:
+    """One widget per InpaintSettings field; default, range and tooltip come from the dataclass."""
+    out = {}
+    for f in fields(InpaintSettings):
+        meta, d = f.metadata, f.default
+        if isinstance(d, bool):
+            out[f.name] = ("BOOLEAN", {"default": d, "tooltip": meta["help"]})
+        elif isinstance(d, str):
+            out[f.name] = ("STRING", {"default": d, "multiline": False, "tooltip": meta["help"]})
+        else:
+            spec = {"default": d, "min": meta["min"], "max": meta["max"], "tooltip": meta["help"]}
+            if isinstance(d, float):
+                spec["step"] = meta["step"] or 0.01
+            out[f.name] = ("INT" if isinstance(d, int) else "FLOAT", spec)
+    return out
+
+
+def _settings(kwargs: dict) -> InpaintSettings:
+    names = {f.name for f in fields(InpaintSettings)}
+    return InpaintSettings(**{k: v for k, v in kwargs.items() if k in names}).validate()
+
+
+class NullFaceInpaintLoader:
+    """Stable Diffusion 1.5 inpainting (9-channel UNet) + FaRL, the attribute guidance's feature extractor."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        ckpts = _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
+        return {"required": {
+            "checkpoint": (ckpts or ["sd-v1-5-inpainting.ckpt"], {
+                "tooltip": "Stable Diffusion 1.5 INPAINTING (9-channel UNet, e.g. sd-v1-5-inpainting.ckpt) from "
+                           "models/checkpoints, or a diffusers folder from models/diffusers."}),
+            "feature_extractor": ([NO_FEATURES] + _paths.list_files("farl"), {
+                "default": NO_FEATURES,
+                "tooltip": "FaRL ViT-B/16 (FaRL-Base-Patch16-LAIONFace20M-ep64.pth) from models/farl: the "
+                           "attribute guidance's features. 'none' allows only guidance_scale 0."}),
+            "device": (["auto", "cuda", "mps", "cpu"], {"default": "auto",
+                                                        "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
+            "precision": (["auto", "fp16", "fp32", "bf16"], {
+                "default": "auto", "tooltip": "auto: fp16 on CUDA, fp32 on MPS and CPU (FaRL runs in fp32)."}),
+            "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Off: move the models to the CPU after each run."}),
+        }}
+
+    RETURN_TYPES = (INPAINT_PIPE,)
+    RETURN_NAMES = ("inpaint_pipe",)
+    FUNCTION = "load"
+    CATEGORY = f"{CATEGORY}/loaders"
+
+    def load(self, checkpoint, feature_extractor, device, precision, keep_loaded):
+        if checkpoint.startswith("[diffusers] "):
+            ckpt = _paths.resolve("diffusers", checkpoint[len("[diffusers] "):])
+        else:
+            ckpt = _paths.resolve("checkpoints", checkpoint)
+        features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
+        free_comfy_memory()
+        pipe = load_inpaint_pipe(ckpt, features, device=device, dtype=precision)
+        pipe.keep_loaded = bool(keep_loaded)
+        return (pipe,)
+
+
+class NullFaceInpaintAnonymize:
+    """Repaint the masked region of aligned faces with SD inpainting + attribute guidance (papers/000)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "inpaint_pipe": (INPAINT_PIPE, {"tooltip": "From 'NullFace Load SD1.5 Inpainting + FaRL'."}),
+            "image": ("IMAGE", {"tooltip": "Aligned square face images (512x512 is best)."}),
+            "mask": ("MASK", {"tooltip": "Region to repaint (1) and to keep (0), e.g. 'NullFace Face Region Mask' "
+                                         "with face ticked; binarized at 0.5. Kept pixels come back unchanged."}),
+            "target": TARGET, **setting_widgets()}}
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "anonymize"
+    CATEGORY = CAT
+
+    def anonymize(self, inpaint_pipe, image, mask, target, **kwargs):
+        s = _settings(kwargs)
+        out = anonymize_inpaint(inpaint_pipe, image, _fit_mask(mask, image=image), target, s,
+                                callback=step_callback(s.sample_steps))
+        _release(inpaint_pipe)
+        return (out,)
+
+
+class NullFaceInpaintPhoto:
+    """Every face of each photo repainted towards the target's attributes, pasted back; fails closed."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "inpaint_pipe": (INPAINT_PIPE, {"tooltip": "From 'NullFace Load SD1.5 Inpainting + FaRL'."}),
+            "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (the detector is used)."}),
+            "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
+            "target": TARGET,
+            "keep": ("STRING", {"default": "", "tooltip": "Regions each face keeps, comma separated: eyes, brows, "
+                                                          "nose, mouth. Empty = repaint the whole face region."}),
+            "on_failure": ON_FAILURE, "on_no_face": NO_FACE, "crop_size": CROP_SIZE, **setting_widgets()},
+            "optional": {
+                "keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
+                "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
+                                        "tooltip": "0: no audit. N: check each face with dlib's recognizer and "
+                                                   "repaint with the next seed up to N tries; a face still "
+                                                   "recognized then fails (on_failure applies)."})}}
+
+    RETURN_TYPES = ("IMAGE", "STRING", "INT")
+    RETURN_NAMES = ("image", "report", "faces_anonymized")
+    FUNCTION = "anonymize"
+    CATEGORY = CAT
+
+    def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,
+                  keep_mask=None, audit_tries=0, **kwargs):
+        from ..nullface.pipeline import crop_audit
+        from ..nullface.regions import parse_regions
+        s = _settings(kwargs)
+        opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), on_failure=on_failure,
+                            on_no_face=on_no_face).validate()
+        audit = None
+        if audit_tries:
+            if getattr(self, "_dlib", None) is None:
+                from ..nullface.audit import DlibRecognizer
+                self._dlib = DlibRecognizer()
+            recognizers = [self._dlib]
+            if face_models.arcface is not None:
+                from ..nullface.audit import ArcFaceRecognizer
+                recognizers.append(ArcFaceRecognizer(face_models.arcface))
+            audit = crop_audit(recognizers)
+        cb = step_callback(s.sample_steps)
+        run = inpaint_crop_anonymizer(inpaint_pipe, target, s, audit=audit, max_tries=max(1, audit_tries),
+                                      callback=lambda info: cb(info))
+        arrays = images_to_numpy(image)
+        outs, lines, total = [], [], 0
+        for i, (a, k) in enumerate(zip(arrays, masks_to_numpy(keep_mask, len(arrays)))):
+            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
+            outs.append(res.image)
+            total += res.anonymized
+            lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
+                         + (" (no face: passed through)" if res.found == 0 else ""))
+            lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
+                      + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+            for j, checked in enumerate(run.audits):
+                lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} try(s)")
+            run.audits.clear()
+        _release(inpaint_pipe)
+        return (numpy_to_images(outs), "\n".join(lines), total)
+
+
+NODE_CLASS_MAPPINGS = {
+    "NullFaceInpaintLoader": NullFaceInpaintLoader,
+    "NullFaceInpaintAnonymize": NullFaceInpaintAnonymize,
+    "NullFaceInpaintPhoto": NullFaceInpaintPhoto,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "NullFaceInpaintLoader": "NullFace Load SD1.5 Inpainting + FaRL",
+    "NullFaceInpaintAnonymize": "NullFace Inpaint Anonymize (aligned faces, attribute guidance)",
+    "NullFaceInpaintPhoto": "NullFace Inpaint Anonymize Photo (all faces)",
+}

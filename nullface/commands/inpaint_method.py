@@ -1,0 +1,67 @@
+"""``anonymize --method inpaint``: SD1.5 inpainting with attribute guidance (papers/000) for the CLI.
+
+Its flags derive from ``nullface.inpaint.InpaintSettings`` (defaults, help); ``--seed`` and ``--prompt``
+are shared with NullFace, ``--checkpoint`` names the SD1.5 *inpainting* file.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+SHARED = {"seed": "seed", "prompt": "prompt"}          # settings field -> existing shared flag's dest
+SKIPPED = ("keep_unmasked",)                            # photos always paste the original back
+RENAMED = {"steps": "inpaint_steps", "guidance_scale": "inpaint_guidance_scale"}   # --steps, --guidance-scale: other methods'
+
+
+def _dest(name: str) -> str:
+    return SHARED.get(name) or RENAMED.get(name, name)
+
+
+def add_arguments(p) -> None:
+    from ..inpaint import InpaintSettings
+    g = p.add_argument_group("inpainting method (--method inpaint; papers/000, the authors' defaults)")
+    g.add_argument("--target", metavar="IMAGE", help="the synthesized target face whose attributes the repainted "
+                                                     "faces take (required with guidance on)")
+    g.add_argument("--features", metavar="FILE", help="FaRL ViT-B/16 .pth (FaRL-Base-Patch16-LAIONFace20M-ep64.pth), "
+                                                      "the guidance's feature extractor (required with guidance on)")
+    for f in fields(InpaintSettings):
+        if f.name in SHARED or f.name in SKIPPED:
+            continue
+        dest = _dest(f.name)
+        g.add_argument("--" + dest.replace("_", "-"), dest=dest, type=type(f.default), default=f.default,
+                       help=f"{f.metadata['help']} (default {f.default})")
+
+
+def settings_from(args):
+    from ..inpaint import InpaintSettings
+    values = {f.name: getattr(args, _dest(f.name)) for f in fields(InpaintSettings) if f.name not in SKIPPED}
+    return InpaintSettings(**values).validate()
+
+
+def build_anonymizer(args):
+    """(anonymizer, detector) for ``nullface.photo.anonymize_photo``, models loaded once."""
+    from ..errors import InputError
+    from ..inpaint_pipeline import inpaint_crop_anonymizer, load_inpaint_pipe
+    from ..photo import as_rgb
+    from .anonymize import _detector, read_image
+    settings = settings_from(args)
+    if not args.checkpoint:
+        raise InputError("--checkpoint required: the SD1.5 inpainting checkpoint (sd-v1-5-inpainting.ckpt)")
+    target = None
+    if settings.guided:
+        missing = [flag for flag, v in (("--target", args.target), ("--features", args.features)) if not v]
+        if missing:
+            raise InputError(f"{' and '.join(missing)} required by the attribute guidance (or --inpaint-guidance-scale 0)")
+        try:
+            target = as_rgb(read_image(Path(args.target)))[0]
+        except Exception as exc:
+            raise InputError(f"the target image '{args.target}' cannot be read ({exc})") from None
+    detector = _detector(args)
+    pipe = load_inpaint_pipe(args.checkpoint, args.features if settings.guided else None, device=args.device,
+                             dtype=args.dtype)
+    audit = None
+    if args.audit:
+        from ..audit import DlibRecognizer
+        from ..pipeline import crop_audit
+        audit = crop_audit([DlibRecognizer(threshold=args.audit_threshold)])
+    return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector
