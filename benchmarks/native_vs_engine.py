@@ -104,7 +104,8 @@ class ProbeSave:
 class ProbeLoaded:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"name": ("STRING", {"default": "loaded"}), "nonce": ("INT", {"default": 0})}}
+        return {"required": {"name": ("STRING", {"default": "loaded"}), "nonce": ("INT", {"default": 0})},
+                "optional": {"after": ("LATENT",)}}
     RETURN_TYPES = ()
     FUNCTION = "run"
     OUTPUT_NODE = True
@@ -114,7 +115,7 @@ class ProbeLoaded:
     def IS_CHANGED(cls, **kw):
         return float("nan")
 
-    def run(self, name, nonce):
+    def run(self, name, nonce, after=None):
         import comfy.model_management as mm
         rows = []
         for lm in mm.current_loaded_models:
@@ -287,8 +288,12 @@ def run_native(args) -> None:
     seconds = round(time.time() - t, 1)
 
     def probe(name, nonce):
-        p = {"1": {"class_type": "ProbeLoaded", "inputs": {"name": name, "nonce": nonce}}}
-        wait_prompt(args.port, post(args.port, "/prompt", {"prompt": p})["prompt_id"], 120)
+        # the same graph (cached: nothing re-runs, and ComfyUI keeps its outputs) + a probe after the sampler
+        p = api_prompt(args)
+        p["99"] = {"class_type": "ProbeLoaded", "inputs": {"name": name, "nonce": nonce, "after": ["11", 0]}}
+        h = wait_prompt(args.port, post(args.port, "/prompt", {"prompt": p})["prompt_id"], 300)
+        if h.get("status", {}).get("status_str") != "success":
+            raise SystemExit(f"probe failed: {json.dumps(h.get('status'))[-2000:]}")
         return json.loads((check / f"{name}.json").read_text())
 
     before = probe("loaded_before_free", int(t))

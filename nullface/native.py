@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .masks import latent_mask
-from .schedule import sd15_schedule
+from .schedule import mask_delay_steps, sd15_schedule  # noqa: F401  (mask_delay_steps: re-exported)
 
 # denoise(x [N,C,h,w] in ComfyUI's scaling, sigma [N]) -> D(x, σ) = x - σ ε   (k-diffusion's denoiser)
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -62,16 +62,6 @@ def inversion_sigmas(table: torch.Tensor, steps: int, t_skip: int) -> torch.Tens
 def alpha_bar(sigma: torch.Tensor) -> torch.Tensor:
     """ᾱ = 1 / (1 + σ²)."""
     return 1.0 / (sigma * sigma + 1.0)
-
-
-def mask_delay_steps(fraction: float, running_steps: int) -> int:
-    """Running steps before the region mask applies: round(fraction × running steps), at most running - 1.
-
-    The paper's "mask at timestep 80" is 1/3 of the 30 running steps = 10.
-    """
-    if running_steps <= 0:
-        return 0
-    return max(0, min(int(round(float(fraction) * running_steps)), running_steps - 1))
 
 
 def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> int:

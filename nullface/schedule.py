@@ -39,6 +39,16 @@ def sd15_schedule(steps: int = 100, num_train_timesteps: int = 1000, beta_start:
     return Schedule(timesteps=timesteps, abar=abar, abar_prev=abar_prev, sigma=variance.sqrt())
 
 
+def mask_delay_steps(fraction: float, running_steps: int) -> int:
+    """Running steps before the region mask (eq. 4) applies: round(fraction × running steps), at most running - 1.
+
+    The paper's "mask at timestep 80" is 1/3 of the 30 running steps (T = 100, T_skip = 70) = 10.
+    """
+    if running_steps <= 0:
+        return 0
+    return max(0, min(int(round(float(fraction) * running_steps)), running_steps - 1))
+
+
 def schedule_from_config(config: dict, steps: int) -> Schedule:
     """The schedule described by a diffusers scheduler config (SD1.5 family only)."""
     kind = config.get("beta_schedule", "scaled_linear")
