@@ -63,15 +63,12 @@ class FaceIDAttention:
 
     def __call__(self, q, k, v, extra_options):
         from comfy.ldm.modules.attention import optimized_attention
-        heads = extra_options["n_heads"]
         precision = extra_options.get("attn_precision")
-        out = optimized_attention(q, k, v, heads, attn_precision=precision, transformer_options=extra_options)
+
+        def attention(q_, k_, v_, heads):
+            return optimized_attention(q_, k_, v_, heads, attn_precision=precision, transformer_options=extra_options)
         tokens = N.identity_rows(self.cond, self.null, extra_options.get("cond_or_uncond"), q.shape[0])
-        tokens = tokens.to(q.device, q.dtype)
-        k_ip = torch.nn.functional.linear(tokens, self.k_ip.to(q.device, q.dtype))
-        v_ip = torch.nn.functional.linear(tokens, self.v_ip.to(q.device, q.dtype))
-        ip = optimized_attention(q, k_ip, v_ip, heads, attn_precision=precision, transformer_options=extra_options)
-        return out + self.scale * ip
+        return N.ip_attention(attention, q, k, v, extra_options["n_heads"], tokens, self.k_ip, self.v_ip, self.scale)
 
 
 def apply_faceid(model, faceid_sd: dict, vectors, scale: float = 1.0, lora_strength: float = 1.0, name: str = "faceid"):

@@ -259,6 +259,19 @@ def identity_rows(cond: torch.Tensor, null: torch.Tensor, cond_or_uncond: Sequen
     return torch.cat(parts)
 
 
+def ip_attention(attention: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                 tokens: torch.Tensor, k_ip: torch.Tensor, v_ip: torch.Tensor, scale: float) -> torch.Tensor:
+    """IP-Adapter's decoupled cross-attention (before the output projection):
+    attention(q, k_text, v_text) + scale · attention(q, W_k' c, W_v' c), c the identity tokens of each row.
+
+    ``attention(q, k, v, heads)`` is the backend (ComfyUI's optimized attention in the node).
+    """
+    tokens = tokens.to(q.device, q.dtype)
+    k_c = F.linear(tokens, k_ip.to(q.device, q.dtype))
+    v_c = F.linear(tokens, v_ip.to(q.device, q.dtype))
+    return attention(q, k, v, heads) + scale * attention(q, k_c, v_c, heads)
+
+
 _ATTN = re.compile(r"^(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?attentions\.(\d+)\.transformer_blocks\.(\d+)"
                    r"\.(attn1|attn2)$")
 _GROUP = {"down_blocks": 0, "up_blocks": 1, "mid_block": 2}

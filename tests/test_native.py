@@ -324,3 +324,32 @@ def test_the_native_example_workflow_wires_the_method():
     assert all(api[e]["class_type"] == "CLIPTextEncode" and api[e]["inputs"]["text"] == "" for e in empty)
     decode = next(n for n in api.values() if n["class_type"] == "VAEDecode")
     assert decode["inputs"]["samples"] == [by_type["SamplerCustomAdvanced"][0], 0]
+
+
+def _sdpa(q, k, v, heads):
+    """A plain multi-head attention backend ([B, N, heads·d] in and out), as ComfyUI's optimized attention."""
+    b, n, inner = q.shape
+    split = lambda t: t.view(b, -1, heads, inner // heads).transpose(1, 2)  # noqa: E731
+    out = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
+    return out.transpose(1, 2).reshape(b, n, inner)
+
+
+def test_ip_attention_is_diffusers_ip_adapter_attention(pipe):
+    """The attn2 replacement (text attention + scale × identity attention) = diffusers' IP-Adapter processor."""
+    unet = pipe.unet
+    name = next(n for n in unet.attn_processors if n.endswith("attn2.processor"))
+    attn = dict(unet.named_modules())[name[: -len(".processor")]]
+    proc = attn.processor
+    proc.scale = [0.7]
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(2, 16, attn.to_q.in_features, generator=g)
+    text = torch.randn(2, 77, attn.to_k.in_features, generator=g)
+    tokens = torch.randn(2, 4, attn.to_k.in_features, generator=g)
+    with torch.no_grad():
+        ref = attn(h, encoder_hidden_states=(text, [tokens[:, None]]))
+        ours = attn.to_out[0](N.ip_attention(_sdpa, attn.to_q(h), attn.to_k(text), attn.to_v(text), attn.heads,
+                                             tokens, proc.to_k_ip[0].weight, proc.to_v_ip[0].weight, 0.7))
+        plain = attn.to_out[0](_sdpa(attn.to_q(h), attn.to_k(text), attn.to_v(text), attn.heads))
+    proc.scale = [1.0]
+    assert torch.allclose(ours, ref, atol=1e-5), float((ours - ref).abs().max())
+    assert not torch.allclose(plain, ref, atol=1e-3)      # the identity tokens matter
