@@ -112,11 +112,6 @@ def apply_faceid(model, faceid_sd: dict, vectors, scale: float = 1.0, lora_stren
     return patched
 
 
-@functools.lru_cache(maxsize=2)
-def _read_faceid_cached(path: str, mtime: float) -> dict:
-    return read_faceid(path)
-
-
 class NullFaceApplyFaceID:
     """FaceID on a core MODEL: LoRA through ComfyUI's LoRA loading + the identity attention (c_id / ∅)."""
 
@@ -144,8 +139,8 @@ class NullFaceApplyFaceID:
 
     def apply(self, model, faceid, identity, ip_adapter_scale, lora_strength):
         import os
-        path = _paths.resolve("ipadapter", faceid)
-        sd = _read_faceid_cached(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
+        path = _paths.resolve("ipadapter", faceid)           # ComfyUI caches this node's output, not us
+        sd = read_faceid(path)
         return (apply_faceid(model, sd, identity.vectors, ip_adapter_scale, lora_strength, os.path.basename(path)),)
 
 

@@ -111,7 +111,8 @@ def sample_ddpm(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
     return x
 
 
-def replay_noise_sampler(sigmas: torch.Tensor, zs: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def replay_noise_sampler(sigmas: torch.Tensor, zs: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor],
+                                                                          torch.Tensor]:
     """A k-diffusion ``noise_sampler`` that returns the inverted z_i of the step starting at σ_i.
 
     The step is found from σ (not from a call count), so it holds for any number of calls per step.

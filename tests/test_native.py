@@ -315,7 +315,7 @@ def test_the_native_example_workflow_wires_the_method():
     _, guider = by_type["NullFaceGuider"]
     _, sampler = by_type["SamplerCustomAdvanced"]
     assert inv["model"] == guider["model"] == [faceid, 0]                     # both run the FaceID-patched MODEL
-    assert sampler["sampler"] == [inv_id, 2] and sampler["sigmas"] == [inv_id, 1] and sampler["latent_image"] == [inv_id, 0]
+    assert (sampler["sampler"], sampler["sigmas"], sampler["latent_image"]) == ([inv_id, 2], [inv_id, 1], [inv_id, 0])
     assert api[sampler["noise"][0]]["class_type"] == "DisableNoise"
     assert api[sampler["guider"][0]]["class_type"] == "NullFaceGuider"
     assert (inv["steps"], inv["t_skip"], guider["lambda_cfg"]) == (100, 70, 10.0)
