@@ -300,7 +300,14 @@ def run_native(args) -> None:
     post(args.port, "/free", {"unload_models": True})
     time.sleep(3)
     after = probe("loaded_after_free", int(t) + 1)
-    print(json.dumps({"native_seconds": seconds, "loaded_before_free": before, "loaded_after_free": after}))
+    # fail closed: random noise on top of the replayed noise maps is refused with one clear line
+    p = api_prompt(args)
+    p["10"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}}
+    h = wait_prompt(args.port, post(args.port, "/prompt", {"prompt": p})["prompt_id"], 600)
+    refused = [m[1].get("exception_message") for m in h.get("status", {}).get("messages", [])
+               if m[0] == "execution_error"]
+    print(json.dumps({"native_seconds": seconds, "loaded_before_free": before, "loaded_after_free": after,
+                      "random_noise_refused": refused}))
 
 
 def compare(args) -> None:

@@ -109,6 +109,9 @@ def apply_faceid(model, faceid_sd: dict, vectors, scale: float = 1.0, lora_stren
             raise ValueError(f"'{name}' has no identity weights for attention layer {i} ({layer}). {FACEID_HINT}")
         patched.set_model_attn2_replace(FaceIDAttention(k_ip.float(), v_ip.float(), cond, null, scale),
                                         block, number, index)
+    log.info("NullFace FaceID '%s' on the MODEL: LoRA on %d layers (strength %g), identity attention on %d, "
+             "%d identities", name, len(lora) // 2, lora_strength, sum(n.endswith("attn2") for n in layers),
+             cond.shape[0])
     return patched
 
 
