@@ -212,7 +212,10 @@ def run_engine(args) -> None:
     pipe = load_pipe(base / "models" / "checkpoints" / CKPT, base / "models" / "ipadapter" / FACEID,
                      device="cpu", dtype="fp32")
     delay = mask_delay_steps(args.mask_delay, args.steps - args.t_skip)
-    s = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg, mask_delay=delay, seed=0)
+    # settings take the delay as a fraction of the running steps (newer) or as a step count (older)
+    fraction = isinstance(NullFaceSettings().mask_delay, float)
+    s = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg, seed=0,
+                         mask_delay=args.mask_delay if fraction else delay)
     image = np.asarray(Image.open(base / "input" / IMAGE).convert("RGB"))[None]
     with torch.no_grad():
         x0 = encode(pipe, image)
