@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 CKPT = "sd15-random-fp16.safetensors"
 FACEID = "ip-adapter-faceid_sd15.bin"
 IMAGE = "nullface_face.png"
+IMAGE2 = "nullface_face_mirrored.png"
 
 PROBE = r'''
 """Test scaffolding for benchmarks/native_vs_engine.py (not part of NullFace)."""
@@ -184,9 +185,12 @@ def build(base: Path, size: int) -> None:
     from PIL import Image
     (base / "input").mkdir(parents=True, exist_ok=True)
     Image.fromarray(face_image(size)).save(base / "input" / IMAGE)
+    Image.fromarray(face_image(size)[:, ::-1]).save(base / "input" / IMAGE2)        # a second face for batches
     rng = np.random.default_rng(0)
-    e = rng.standard_normal(512).astype(np.float32)
-    np.save(check / "c_id.npy", (-e / np.linalg.norm(e))[None].astype(np.float32))   # c_id = -λ_id e, λ_id 1
+    e = rng.standard_normal((2, 512)).astype(np.float32)
+    c_id = -e / np.linalg.norm(e, axis=1, keepdims=True)                              # c_id = -λ_id e, λ_id 1
+    np.save(check / "c_id.npy", c_id[:1])
+    np.save(check / "c_id2.npy", c_id)
     mask = np.ones((size, size), np.float32)                                          # keep a band (eyes)
     mask[size * 3 // 8: size // 2, size // 5: size * 4 // 5] = 0.0
     np.save(check / "mask.npy", mask[None])
@@ -197,7 +201,7 @@ def build(base: Path, size: int) -> None:
 
 
 def tag(args) -> str:
-    return f"{args.size}_{args.steps}_{args.t_skip}"
+    return f"{args.size}_{args.steps}_{args.t_skip}" + (f"_b{args.batch}" if args.batch > 1 else "")
 
 
 def run_engine(args) -> None:
@@ -216,11 +220,12 @@ def run_engine(args) -> None:
     fraction = isinstance(NullFaceSettings().mask_delay, float)
     s = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg, seed=0,
                          mask_delay=args.mask_delay if fraction else delay)
-    image = np.asarray(Image.open(base / "input" / IMAGE).convert("RGB"))[None]
+    names = [IMAGE, IMAGE2][:args.batch]
+    image = np.stack([np.asarray(Image.open(base / "input" / n).convert("RGB")) for n in names])
     with torch.no_grad():
         x0 = encode(pipe, image)
         inv = invert_latents(pipe, x0, s)
-        c_id = np.load(check / "c_id.npy")
+        c_id = np.load(check / ("c_id2.npy" if args.batch > 1 else "c_id.npy"))
         mask = torch.from_numpy(np.load(check / "mask.npy"))
         lat = sample_latents(pipe, inv, IdentityCondition(c_id), s, masks=mask)
         img = decode(pipe, lat)
@@ -238,12 +243,16 @@ def api_prompt(args) -> dict:
         return [str(i), 0]
 
     add(1, "CheckpointLoaderSimple", ckpt_name=CKPT)
-    add(2, "ProbeIdentity", name="c_id.npy")
+    add(2, "ProbeIdentity", name="c_id2.npy" if args.batch > 1 else "c_id.npy")
     add(3, "NullFaceApplyFaceID", model=["1", 0], faceid=FACEID, identity=["2", 0], ip_adapter_scale=1.0,
         lora_strength=1.0)
     add(4, "CLIPTextEncode", text="", clip=["1", 1])
     add(5, "LoadImage", image=IMAGE)
-    add(6, "VAEEncode", pixels=["5", 0], vae=["1", 2])
+    pixels = ["5", 0]
+    if args.batch > 1:                                    # two faces, each with its own identity
+        add(16, "LoadImage", image=IMAGE2)
+        pixels = add(17, "ImageBatch", image1=["5", 0], image2=["16", 0])
+    add(6, "VAEEncode", pixels=pixels, vae=["1", 2])
     add(7, "NullFaceNativeInversion", model=["3", 0], negative=["4", 0], latent=["6", 0], steps=args.steps,
         t_skip=args.t_skip, seed=0, inversion_batch=8)
     add(8, "ProbeMask", name="mask.npy")
@@ -348,6 +357,7 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--t-skip", type=int, default=70)
+    ap.add_argument("--batch", type=int, default=1, choices=[1, 2], help="faces per run (2: the face and its mirror)")
     ap.add_argument("--lambda-cfg", type=float, default=10.0)
     ap.add_argument("--mask-delay", type=float, default=1 / 3)
     ap.add_argument("--limit", type=float, default=1800, help="seconds to wait for ComfyUI")
