@@ -5,6 +5,8 @@ standard deviation, μ_t(x_t, ε) the posterior mean, x_{t-1} = μ_t + σ_t z_t.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +39,17 @@ def sd15_schedule(steps: int = 100, num_train_timesteps: int = 1000, beta_start:
     # σ_t² = (1-ᾱ_{t-1})/(1-ᾱ_t) · (1 - ᾱ_t/ᾱ_{t-1})
     variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
     return Schedule(timesteps=timesteps, abar=abar, abar_prev=abar_prev, sigma=variance.sqrt())
+
+
+def mask_delay_steps(fraction: float, running_steps: int) -> int:
+    """Running steps before the region mask (eq. 4) applies: fraction × running steps rounded half up, and at
+    most running - 1 so that the mask applies on at least the last step.
+
+    The paper's "mask at timestep 80" is 1/3 of the 30 running steps (T = 100, T_skip = 70) = 10.
+    """
+    if running_steps <= 0:
+        return 0
+    return max(0, min(int(math.floor(float(fraction) * running_steps + 0.5)), running_steps - 1))
 
 
 def schedule_from_config(config: dict, steps: int) -> Schedule:

@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
+from .schedule import mask_delay_steps
 
 
 def _p(default, help: str, lo: float | None = None, hi: float | None = None, positive: bool = False):
@@ -51,8 +52,7 @@ class NullFaceSettings:
     def mask_delay_steps(self) -> int:
         """Running steps before the mask applies: ``mask_delay`` × (T - T_skip), rounded half up, and at
         most T - T_skip - 1 so that the mask applies on at least the last step (defaults: 10 of 30)."""
-        n = self.sample_steps
-        return max(0, min(int(math.floor(self.mask_delay * n + 0.5)), n - 1))
+        return mask_delay_steps(self.mask_delay, self.sample_steps)
 
     @property
     def inversion_steps(self) -> int:

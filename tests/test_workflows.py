@@ -31,11 +31,31 @@ CORE_NODES = {
                   "output": (), "output_name": (), "output_node": True, "display": "Save Image"},
     "ImageBatch": {"input": {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}},
                    "output": ("IMAGE",), "output_name": ("IMAGE",), "output_node": False, "display": "Batch Images"},
+    "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": (["<files in models/checkpoints>"],)}},
+                               "output": ("MODEL", "CLIP", "VAE"), "output_name": ("MODEL", "CLIP", "VAE"),
+                               "output_node": False, "display": "Load Checkpoint"},
+    "CLIPTextEncode": {"input": {"required": {"text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+                                              "clip": ("CLIP",)}},
+                       "output": ("CONDITIONING",), "output_name": ("CONDITIONING",), "output_node": False,
+                       "display": "CLIP Text Encode (Prompt)"},
+    "VAEEncode": {"input": {"required": {"pixels": ("IMAGE",), "vae": ("VAE",)}},
+                  "output": ("LATENT",), "output_name": ("LATENT",), "output_node": False, "display": "VAE Encode"},
+    "VAEDecode": {"input": {"required": {"samples": ("LATENT",), "vae": ("VAE",)}},
+                  "output": ("IMAGE",), "output_name": ("IMAGE",), "output_node": False, "display": "VAE Decode"},
+    # comfy_extras/nodes_custom_sampler.py, V3 schema (io.Noise = NOISE, io.Guider = GUIDER, ...)
+    "DisableNoise": {"input": {"required": {}}, "output": ("NOISE",), "output_name": ("NOISE",), "output_node": False,
+                     "display": "DisableNoise"},
+    "SamplerCustomAdvanced": {"input": {"required": {"noise": ("NOISE",), "guider": ("GUIDER",),
+                                                     "sampler": ("SAMPLER",), "sigmas": ("SIGMAS",),
+                                                     "latent_image": ("LATENT",)}},
+                              "output": ("LATENT", "LATENT"), "output_name": ("output", "denoised_output"),
+                              "output_node": False, "display": "SamplerCustomAdvanced"},
 }
 # Combo inputs whose options are the files installed in ComfyUI: any non-empty string is accepted.
 FILE_COMBOS = {("LoadImage", "image"), ("NullFacePipeLoader", "checkpoint"), ("NullFacePipeLoader", "faceid"),
                ("NullFaceFaceModelsLoader", "model_pack"), ("NullFaceInpaintLoader", "checkpoint"),
-               ("NullFaceInpaintLoader", "feature_extractor")}
+               ("NullFaceInpaintLoader", "feature_extractor"), ("CheckpointLoaderSimple", "ckpt_name"),
+               ("NullFaceApplyFaceID", "faceid")}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 

@@ -55,6 +55,25 @@ CORE_NODES: dict[str, dict[str, Any]] = {
                   "output": (), "output_name": (), "display": "Save Image"},
     "ImageBatch": {"input": {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}},
                    "output": ("IMAGE",), "output_name": ("IMAGE",), "display": "Batch Images"},
+    "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": ([CHECKPOINT],)}},
+                               "output": ("MODEL", "CLIP", "VAE"), "output_name": ("MODEL", "CLIP", "VAE"),
+                               "display": "Load Checkpoint"},
+    "CLIPTextEncode": {"input": {"required": {"text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
+                                              "clip": ("CLIP",)}},
+                       "output": ("CONDITIONING",), "output_name": ("CONDITIONING",),
+                       "display": "CLIP Text Encode (Prompt)"},
+    "VAEEncode": {"input": {"required": {"pixels": ("IMAGE",), "vae": ("VAE",)}},
+                  "output": ("LATENT",), "output_name": ("LATENT",), "display": "VAE Encode"},
+    "VAEDecode": {"input": {"required": {"samples": ("LATENT",), "vae": ("VAE",)}},
+                  "output": ("IMAGE",), "output_name": ("IMAGE",), "display": "VAE Decode"},
+    # comfy_extras/nodes_custom_sampler.py (V3 schema: the node id is the display name)
+    "DisableNoise": {"input": {"required": {}}, "output": ("NOISE",), "output_name": ("NOISE",),
+                     "display": "DisableNoise"},
+    "SamplerCustomAdvanced": {"input": {"required": {"noise": ("NOISE",), "guider": ("GUIDER",),
+                                                     "sampler": ("SAMPLER",), "sigmas": ("SIGMAS",),
+                                                     "latent_image": ("LATENT",)}},
+                              "output": ("LATENT", "LATENT"), "output_name": ("output", "denoised_output"),
+                              "display": "SamplerCustomAdvanced"},
 }
 
 
@@ -551,8 +570,33 @@ def inpaint_attribute_guidance(specs) -> Graph | None:
     return _save_and_compare(g, img["IMAGE"], pasted["image"], "anonymized_inpaint")
 
 
-WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, revpers_attribute,
-             inpaint_attribute_guidance)
+def native_full_face(specs) -> Graph | None:
+    """The method on ComfyUI's own models: core checkpoint -> FaceID patch -> inversion (SAMPLER, SIGMAS,
+    LATENT) -> SamplerCustomAdvanced with the NullFace guider -> core VAE Decode."""
+    if "NullFaceGuider" not in specs:
+        return None
+    g = Graph("nullface_native_sampler", specs)
+    img = g.add("LoadImage", "Load aligned face (512x512)", image=FACE_IMAGE)
+    ckpt = g.add("CheckpointLoaderSimple", "Load Checkpoint (SD1.5; add LoRAs / model patches here)",
+                 ckpt_name=CHECKPOINT)
+    fm = g.add("NullFaceFaceModelsLoader", model_pack=INSIGHTFACE_PACK)
+    emb, ident = _identity(g, fm, img["IMAGE"])
+    model = g.add("NullFaceApplyFaceID", model=ckpt["MODEL"], faceid=FACEID, identity=ident["identity"])
+    empty = g.add("CLIPTextEncode", "Empty prompt (both paths, as the paper)", text="", clip=ckpt["CLIP"])
+    latent = g.add("VAEEncode", pixels=img["IMAGE"], vae=ckpt["VAE"])
+    inv = g.add("NullFaceNativeInversion", model=model["model"], negative=empty["CONDITIONING"],
+                latent=latent["LATENT"])
+    guider = g.add("NullFaceGuider", model=model["model"], positive=empty["CONDITIONING"],
+                   negative=empty["CONDITIONING"])
+    noise = g.add("DisableNoise", "No extra noise: the inversion's noise maps are replayed")
+    sampled = g.add("SamplerCustomAdvanced", noise=noise["NOISE"], guider=guider["guider"], sampler=inv["sampler"],
+                    sigmas=inv["sigmas"], latent_image=inv["latent"])
+    out = g.add("VAEDecode", samples=sampled["output"], vae=ckpt["VAE"])
+    return _save_and_compare(g, img["IMAGE"], out["IMAGE"], "anonymized_native")
+
+
+WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, native_full_face,
+             revpers_attribute, inpaint_attribute_guidance)
 
 
 def build(specs: dict[str, NodeSpec] | None = None) -> dict[str, tuple[dict, dict]]:
