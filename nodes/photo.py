@@ -10,8 +10,8 @@ from ..nullface.pipeline import crop_anonymizer, crop_audit
 from ..nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.settings import NullFaceSettings
 
-from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
-                      numpy_to_images, step_callback)
+from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
+                      masks_to_numpy, numpy_to_images)
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
 
 CROPS = "NULLFACE_CROPS"
@@ -180,6 +180,7 @@ class NullFaceAnonymizePhoto:
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
 
+    @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
                   lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
                   feather=0.0):
@@ -200,12 +201,15 @@ class NullFaceAnonymizePhoto:
                 from ..nullface.audit import ArcFaceRecognizer
                 recognizers.append(ArcFaceRecognizer(face_models.arcface))
             audit = crop_audit(recognizers)
-        cb = step_callback(s.inversion_steps + s.sample_steps)
-        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
-                              callback=lambda info: cb(info))
+        # Detect every image first: the progress total covers all faces of all images (retries are added
+        # when they start), and each image is detected once.
+        found = [face_models.detector.detect(a) for a in arrays]
+        progress = Progress((s.inversion_steps + s.sample_steps) * sum(len(f) for f in found))
+        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries), callback=progress)
         outs, lines, total = [], [], 0
         for i, (a, k) in enumerate(zip(arrays, keeps)):
-            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
+            res = anonymize_photo(a, _Found(found[i], face_models.detector), run, opts, name=f"image {i}",
+                                  keep_mask=k)
             outs.append(res.image)
             total += res.anonymized
             lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
@@ -217,8 +221,19 @@ class NullFaceAnonymizePhoto:
                 lines.append(f"  audit {k}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
                              f"try(s)" + (f": {last.summary()}" if last is not None else ""))
             run.audits.clear()
+        progress.finish()
         _release(pipe)
         return (numpy_to_images(outs), "\n".join(lines), total)
+
+
+class _Found:
+    """A detector that returns faces already found (by ``detector``) for the one image it stands for."""
+
+    def __init__(self, faces, detector):
+        self.faces, self.name = list(faces), getattr(detector, "name", type(detector).__name__)
+
+    def detect(self, image):
+        return list(self.faces)
 
 
 NODE_CLASS_MAPPINGS = {

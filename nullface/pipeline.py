@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .denoiser import PipeDenoiser
+from .devices import pick_inversion_batch
 from .errors import FaceFailedError, InputError, ModelFileError
 from .identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
                        negate_identities)
@@ -50,7 +51,7 @@ def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSetti
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
     return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
-                  batch=settings.inversion_batch, exact_last_step=settings.exact_last_step,
+                  batch=pick_inversion_batch(pipe.device, settings.inversion_batch), exact_last_step=settings.exact_last_step,
                   ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
 
 
@@ -142,6 +143,8 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
+    ``callback`` gets the engine's per-UNet-call progress, plus ``{"phase": "expect", "work": n}`` when a
+    retry adds n image-steps (one inversion or denoising step of one image) to the work.
     """
     from .audit import anonymize_with_audit
     if face_models is None or face_models.arcface is None:
@@ -169,6 +172,8 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
             def attempt(s, c=c, vec=vec, first=first):
                 if s is settings:
                     return first
+                if callback is not None:        # a retry: more work than announced
+                    callback({"phase": "expect", "work": s.inversion_steps + s.sample_steps})
                 return anonymize_crops(pipe, [c.image], [vec], [c.mask], s, callback)[0]
 
             checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries)

@@ -18,6 +18,8 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
     """NullFace reverse process from step ``first`` (= T_skip) with the inverted noise maps ``zs``.
 
     x: x_t at step ``first``; zs[i] is z for step first + i; mask M (1 = anonymize) at latent size.
+    ``callback(info)`` runs after every step (one UNet call): ``{"phase": "sample", "i", "total", "x",
+    "steps": 1, "batch": images}``.
     """
     for i, k in enumerate(range(first, schedule.steps)):
         dev = x.device
@@ -29,5 +31,6 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
             eps = mask * eps + (1 - mask) * eps_null                    # eq. 4: ε̃
         x = posterior_mean(x, eps, a, ap, s) + s * zs[i]                # x_{t-1} = μ_t(ε) + σ_t z_t
         if callback is not None:
-            callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x})
+            callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x, "steps": 1,
+                      "batch": x.shape[0]})
     return x

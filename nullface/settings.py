@@ -22,7 +22,8 @@ class NullFaceSettings:
     soft_mask: bool = False        # False: binarize at 0.5 + nearest resize (the reference); True: area-averaged
     exact_last_step: bool = False  # opt-in: also invert the last step (1 more UNet call) so the null path
                                    # returns the input latents exactly; the reference zeroes that noise map
-    inversion_batch: int = 8       # UNet evaluations per batched inversion call (memory vs speed only)
+    inversion_batch: int = 0       # UNet evaluations per inversion call (speed vs memory and progress only;
+                                   # same result); 0 = auto: 1 on the CPU (a call stays short), 8 elsewhere
 
     @property
     def sample_steps(self) -> int:
@@ -45,8 +46,8 @@ class NullFaceSettings:
             raise InputError(f"lambda_id must be >= 0 (the identity is negated for you), got {self.lambda_id!r}")
         if not 0 <= self.max_angle <= 180:
             raise InputError(f"max_angle must be in 0..180 degrees, got {self.max_angle!r}")
-        if self.inversion_batch < 1:
-            raise InputError(f"inversion_batch must be >= 1, got {self.inversion_batch!r}")
+        if self.inversion_batch < 0:
+            raise InputError(f"inversion_batch must be >= 0 (0 = auto), got {self.inversion_batch!r}")
         for name in ("lambda_cfg", "ip_adapter_scale", "lambda_id"):
             value = getattr(self, name)
             if value != value or value in (float("inf"), float("-inf")):

@@ -184,7 +184,7 @@ def build_anonymizer(args):
     """
     from ..errors import InputError
     from ..identity import load_face_models
-    from ..models import load_pipe
+    from ..models import check_model_files, load_pipe
     from ..pipeline import crop_anonymizer, crop_audit
     from ..settings import NullFaceSettings
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
@@ -193,6 +193,7 @@ def build_anonymizer(args):
     settings = NullFaceSettings(steps=args.steps, t_skip=args.t_skip, lambda_cfg=args.lambda_cfg,
                                 lambda_id=args.lambda_id, ip_adapter_scale=args.ip_scale,
                                 mask_delay=args.mask_delay, seed=args.seed, prompt=args.prompt).validate()
+    check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root)  # all missing at once
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold,
                              min_size=args.min_face_size)
     pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
