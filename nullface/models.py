@@ -12,6 +12,7 @@ import torch
 
 from .devices import pick_device, pick_dtype
 from .errors import MissingDependencyError, ModelFileError
+from .quiet import expected_messages_silenced
 
 log = logging.getLogger("nullface")
 
@@ -348,9 +349,10 @@ def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, devic
     check_model_files(checkpoint, faceid)      # every missing file in one message
     faceid_sd = read_faceid(faceid)            # fail fast on a wrong adapter before the big load
     where = torch.device("cpu") if offloaded else dev
-    pipe = load_sd15(checkpoint, where, dt, config_dir)
-    attach_faceid(pipe, faceid_sd, Path(faceid).name)
-    pipe.to(where, dt)
+    with expected_messages_silenced():         # diffusers' expected warnings and loading bars (nullface/quiet.py)
+        pipe = load_sd15(checkpoint, where, dt, config_dir)
+        attach_faceid(pipe, faceid_sd, Path(faceid).name)
+        pipe.to(where, dt)
     pipe.set_progress_bar_config(disable=True)
     log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)
     return NullFacePipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid),

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from nullface.devices import pick_inversion_batch
 from nullface.errors import ModelFileError
 from nullface.identity import ArcFace, FaceModels, find_buffalo
 from nullface.inversion import invert
@@ -83,6 +82,7 @@ def test_inversion_calls_back_once_after_every_unet_call(batch, images):
 
 
 def test_inversion_batch_is_one_on_the_cpu_and_changes_nothing(pipe):
+    from nullface.devices import pick_inversion_batch
     assert pick_inversion_batch(torch.device("cpu")) == 1
     assert pick_inversion_batch(torch.device("cuda")) == 8 and pick_inversion_batch(torch.device("cpu"), 4) == 4
     x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
@@ -266,3 +266,40 @@ def test_every_missing_model_file_is_listed_in_one_message(tmp_path):
     with pytest.raises(ModelFileError) as err:
         check_model_files(tmp_path / "a.safetensors", tmp_path / "b.bin", insightface_root=tmp_path)
     assert str(err.value).startswith("3 model files are missing") and "buffalo_l" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("kind", ["diffusers folder", "single file"])
+def test_loading_prints_no_expected_third_party_noise_and_mutes_nothing_else(tiny, tmp_path, capfd, kind):
+    import logging
+
+    from nullface.quiet import EXPECTED
+    from tests.ldm_checkpoint import save_ldm_checkpoint
+    ckpt = tiny["sd15"] if kind == "diffusers folder" else save_ldm_checkpoint(tiny["sd15"], tmp_path / "m.safetensors")
+    capfd.readouterr()
+    load_pipe(ckpt, tiny["faceid_bin"], device="cpu", dtype="fp32", config_dir=tiny["sd15"])
+    err = capfd.readouterr().err
+    for noise in ("image_encoder is not loaded", "should be kept in float32", "No LoRA keys associated",
+                  "Loading pipeline components", "Loading weights"):
+        assert noise not in err, err[-2000:]
+    # afterwards the same loggers say everything again: nothing stays muted for the rest of ComfyUI
+    from nullface.quiet import _Drop
+    for name, text, _ in EXPECTED:
+        assert not any(isinstance(f, _Drop) for f in logging.getLogger(name).filters)
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+    logger = logging.getLogger("diffusers.loaders.ip_adapter")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("image_encoder is not loaded since (test)")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["image_encoder is not loaded since (test)"]
+    import diffusers.utils.logging as dlog
+    assert dlog.is_progress_bar_enabled()
