@@ -38,11 +38,12 @@ class UNetCalls:
     """Counts the real UNet's forward calls and lets a test act after each one."""
 
     def __init__(self, unet, after=None):
-        self.unet, self.after, self.calls = unet, after, 0
+        self.unet, self.after, self.calls, self.rows = unet, after, 0, 0
 
     def __enter__(self):
-        def hook(*_):
+        def hook(module, args, output):
             self.calls += 1
+            self.rows += int(args[0].shape[0])            # UNet evaluations in this call
             if self.after is not None:
                 self.after(self.calls)
         self.handle = self.unet.register_forward_hook(hook)
@@ -163,7 +164,7 @@ def test_cancel_stops_the_inversion_within_one_unet_call(pack, fake_comfy, pipe,
     fake_comfy.interrupt_current_processing(True)           # Cancel pressed as the run starts
     with UNetCalls(pipe.unet) as calls, pytest.raises(fake_comfy.InterruptProcessingException):
         node(pack, "NullFaceAnonymize")(pipe, models, images, 100, 70, 10.0, 1.0, 1.0, 10, 0)
-    assert calls.calls == 1
+    assert calls.calls == 1 and calls.rows == 1            # stopped after one UNet evaluation
 
 
 def test_cancel_in_anonymize_photo_is_an_interrupt_not_a_failed_face(pack, fake_comfy, pipe, arcface):
