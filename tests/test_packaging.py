@@ -109,3 +109,15 @@ def test_readme_standalone_commands_install_what_the_tests_need():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert set(extras) <= set(meta["project"]["optional-dependencies"])
     assert lines.index(install[0]) < lines.index("python -m pytest -q tests")
+
+
+def test_root_init_imports_as_a_plain_module(tmp_path):
+    """pytest imports the checkout's __init__.py as a plain module when the folder's name is not a Python name
+    (a clone called "ComfyUI-NullFace"): that must not fail, or no test runs."""
+    import subprocess
+    import sys
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('__init__', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(len(m.NODE_CLASS_MAPPINGS))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "__init__.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
