@@ -119,3 +119,8 @@ class Progress:
             return
         self.done += int(info.get("steps", 1)) * int(info.get("batch", 1))
         self._show()
+
+
+def step_callback(total: int) -> Progress:
+    """The engine callback for a node whose work is ``total`` image-steps (same as ``Progress(total)``)."""
+    return Progress(total)
