@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     ap.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
     ap.add_argument("--batch", type=int, default=1, help="faces per call")
-    ap.add_argument("--inversion-batch", type=int, default=8, help="UNet evaluations per inversion call")
+    ap.add_argument("--inversion-batch", type=int, default=0,
+                    help="UNet evaluations per inversion call (0 = auto: 1 on the CPU, 8 elsewhere)")
     ap.add_argument("--reference-work", action="store_true",
                     help="spend the reference implementation's work instead (all T inversion steps one by one, "
                          "cond and null as separate batch-1 calls) to compare costs")

@@ -4,11 +4,13 @@ Nothing here imports ComfyUI at module load: the pack imports and its tests run 
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Callable
 
 import numpy as np
 import torch
+
+from ..nullface.errors import Cancelled
 
 log = logging.getLogger("nullface")
 
@@ -53,41 +55,72 @@ def masks_to_numpy(masks: torch.Tensor | None, count: int) -> list[np.ndarray | 
     return [arr[i if arr.shape[0] > 1 else 0] for i in range(count)]
 
 
-def progress(total: int) -> Callable[[int], None]:
-    """A callback that moves ComfyUI's progress bar (a no-op outside ComfyUI)."""
-    try:
-        import comfy.utils
-        bar = comfy.utils.ProgressBar(total)
-    except Exception:  # not running inside ComfyUI
-        return lambda n=1: None
-    return lambda n=1: bar.update(n)
-
-
 def check_interrupt() -> None:
-    """Raise ComfyUI's interrupt exception when the user pressed Cancel (no-op outside ComfyUI)."""
+    """Raise ``Cancelled`` when the user pressed Cancel in ComfyUI (no-op outside ComfyUI)."""
     try:
         import comfy.model_management as mm
     except Exception:
         return
-    mm.throw_exception_if_processing_interrupted()
-
-
-def free_comfy_memory(models: bool = True) -> None:
-    """Ask ComfyUI to unload its own models (our pipeline lives outside its model management)."""
     try:
-        import comfy.model_management as mm
-    except Exception:
-        return
-    if models:
-        mm.unload_all_models()
-    mm.soft_empty_cache()
+        mm.throw_exception_if_processing_interrupted()
+    except mm.InterruptProcessingException:
+        raise Cancelled("cancelled in ComfyUI") from None
 
 
-def step_callback(total: int):
-    """An engine callback: moves the progress bar per step and stops on Cancel."""
-    bar = progress(total)
+def cancellable(method):
+    """Node method decorator: a ``Cancelled`` run leaves the node as ComfyUI's own interrupt, so ComfyUI
+    reports "interrupted" (not an error) and runs nothing downstream."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except Cancelled:
+            try:
+                import comfy.model_management as mm
+            except Exception:
+                raise
+            raise mm.InterruptProcessingException() from None
+    return wrapper
 
-    def callback(info: dict) -> None:
+
+class Progress:
+    """ComfyUI's progress bar, counted in image-steps (one inversion or denoising step of one image), and
+    the engine callback that moves it and honours Cancel after every UNet call.
+
+    The engine calls it with ``info`` holding ``steps`` (steps finished by that UNet call) and ``batch``
+    (images in it); ``{"phase": "expect", "work": n}`` announces n more image-steps (e.g. a retry).
+    """
+
+    def __init__(self, total: int = 0):
+        self.total, self.done = int(total), 0
+        try:
+            import comfy.utils
+            self._bar = comfy.utils.ProgressBar(max(1, self.total))
+        except Exception:  # not running inside ComfyUI
+            self._bar = None
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._bar.update_absolute(min(self.done, self.total), max(1, self.total))
+
+    def expect(self, work: int) -> None:
+        """Add ``work`` image-steps to the total (work discovered on the way: faces, retries)."""
+        self.total += int(work)
+        self._show()
+
+    def finish(self) -> None:
+        self.done = self.total
+        self._show()
+
+    def __call__(self, info: dict) -> None:
         check_interrupt()
-        bar(1)
-    return callback
+        if info.get("phase") == "expect":
+            self.expect(info["work"])
+            return
+        self.done += int(info.get("steps", 1)) * int(info.get("batch", 1))
+        self._show()
+
+
+def step_callback(total: int) -> Progress:
+    """The engine callback for a node whose work is ``total`` image-steps (same as ``Progress(total)``)."""
+    return Progress(total)

@@ -7,8 +7,8 @@ from ..nullface.inpaint import InpaintSettings
 from ..nullface.inpaint_pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
 from ..nullface.photo import PhotoOptions, anonymize_photo
 
-from . import _paths
-from ._common import (CATEGORY, FACE_MODELS, free_comfy_memory, images_to_numpy, masks_to_numpy,
+from . import _memory, _paths
+from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .method import _fit_mask, _release
 from .photo import CROP_SIZE, NO_FACE, ON_FAILURE
@@ -74,9 +74,9 @@ class NullFaceInpaintLoader:
         else:
             ckpt = _paths.resolve("checkpoints", checkpoint)
         features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
-        free_comfy_memory()
         pipe = load_inpaint_pipe(ckpt, features, device=device, dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
+        _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
 
 
@@ -97,6 +97,7 @@ class NullFaceInpaintAnonymize:
     FUNCTION = "anonymize"
     CATEGORY = CAT
 
+    @cancellable
     def anonymize(self, inpaint_pipe, image, mask, target, **kwargs):
         s = _settings(kwargs)
         out = anonymize_inpaint(inpaint_pipe, image, _fit_mask(mask, image=image), target, s,
@@ -130,6 +131,7 @@ class NullFaceInpaintPhoto:
     FUNCTION = "anonymize"
     CATEGORY = CAT
 
+    @cancellable
     def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,
                   keep_mask=None, audit_tries=0, **kwargs):
         from ..nullface.pipeline import crop_audit

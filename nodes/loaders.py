@@ -4,8 +4,8 @@ from __future__ import annotations
 from ..nullface.identity import load_face_models
 from ..nullface.models import load_pipe
 
-from . import _paths
-from ._common import CATEGORY, FACE_MODELS, PIPE, free_comfy_memory
+from . import _memory, _paths
+from ._common import CATEGORY, FACE_MODELS, PIPE
 
 
 def checkpoint_choices() -> list[str]:
@@ -36,21 +36,28 @@ class NullFacePipeLoader:
             "precision": (["auto", "fp16", "fp32", "bf16"], {
                 "default": "auto", "tooltip": "auto: fp16 on CUDA (as the paper), fp32 on MPS and CPU."}),
             "keep_loaded": ("BOOLEAN", {
-                "default": True, "tooltip": "Keep the models on the GPU between runs. Off: move them to the "
-                                            "CPU after each run to give the memory back to ComfyUI."}),
+                "default": True, "tooltip": "Keep the models loaded between runs (ComfyUI still unloads them "
+                                            "when it needs the room, or on 'Unload models'). Off: give the "
+                                            "memory back after each run: GPU memory by moving them to the "
+                                            "CPU; on a CPU-only run the RAM, by reading them from disk again "
+                                            "next time."}),
         }}
 
     RETURN_TYPES = (PIPE,)
     RETURN_NAMES = ("pipe",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
-    DESCRIPTION = "Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models."
+    DESCRIPTION = ("Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models. They join "
+                   "ComfyUI's model management, so its Unload/Free also unloads them.")
 
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
-        free_comfy_memory()
+        in_comfy = _memory.available()
+        # inside ComfyUI the weights are read on the CPU; load_models_gpu makes room and moves them on use
         pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                         dtype=precision)
+                         dtype=precision, offloaded=in_comfy)
         pipe.keep_loaded = bool(keep_loaded)
+        if in_comfy:
+            _memory.register(pipe)
         return (pipe,)
 
 
@@ -89,11 +96,12 @@ class NullFaceFaceModelsLoader:
 
 
 class NullFaceUnload:
-    """Moves the NullFace models off the GPU (pass-through for chaining)."""
+    """Unloads the NullFace models: their RAM and GPU memory are freed (pass-through for chaining)."""
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"pipe": (PIPE, {"tooltip": "The pipe to move to the CPU."})},
+        return {"required": {"pipe": (PIPE, {"tooltip": "The pipe to unload; it is read from disk again "
+                                                        "when a later node needs it."})},
                 "optional": {"image": ("IMAGE", {"tooltip": "Connect the final image so this runs last."})}}
 
     RETURN_TYPES = (PIPE,)
@@ -103,8 +111,7 @@ class NullFaceUnload:
     OUTPUT_NODE = True
 
     def unload(self, pipe, image=None):
-        pipe.offload()
-        free_comfy_memory(models=False)
+        pipe.unload()
         return (pipe,)
 
 

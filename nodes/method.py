@@ -7,7 +7,7 @@ from ..nullface.identity import negate_identities
 from ..nullface.pipeline import anonymize_face, decode, embed_images, invert_images, sample_latents
 from ..nullface.settings import NullFaceSettings
 
-from ._common import (CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, step_callback)
+from ._common import CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, Progress, cancellable
 
 D = NullFaceSettings()   # the paper's defaults, shown as the widgets' defaults
 
@@ -99,9 +99,10 @@ class NullFaceInversion:
     FUNCTION = "invert"
     CATEGORY = f"{CATEGORY}/method"
 
+    @cancellable
     def invert(self, pipe, image, steps, t_skip, seed, ip_adapter_scale=D.ip_adapter_scale):
         s = NullFaceSettings(steps=steps, t_skip=t_skip, seed=seed, ip_adapter_scale=ip_adapter_scale).validate()
-        inv = invert_images(pipe, image, s, step_callback(s.inversion_steps))
+        inv = invert_images(pipe, image, s, Progress(s.inversion_steps * _count(image)))
         _release(pipe)
         return (inv,)
 
@@ -123,13 +124,14 @@ class NullFaceSampler:
     FUNCTION = "sample"
     CATEGORY = f"{CATEGORY}/method"
 
+    @cancellable
     def sample(self, pipe, inversion, identity, lambda_cfg, ip_adapter_scale, mask_delay, prompt, soft_mask,
                mask=None):
         s = NullFaceSettings(steps=inversion.steps, t_skip=inversion.t_skip, lambda_cfg=lambda_cfg,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, prompt=prompt,
                              soft_mask=soft_mask).validate()
         latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion),
-                                 step_callback(s.sample_steps))
+                                 Progress(s.sample_steps * inversion.batch))
         images = decode(pipe, latents)
         _release(pipe)
         # ComfyUI LATENTs are unscaled VAE latents
@@ -188,14 +190,15 @@ class NullFaceAnonymize:
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
 
+    @cancellable
     def anonymize(self, pipe, face_models, image, steps, t_skip, lambda_cfg, lambda_id, ip_adapter_scale,
                   mask_delay, seed, mask=None, prompt="", max_angle=0.0):
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed, prompt=prompt,
                              max_angle=max_angle).validate()
-        total = s.inversion_steps + s.sample_steps
+        total = (s.inversion_steps + s.sample_steps) * _count(image)
         out = anonymize_face(pipe, image, s, face_models=face_models, masks=_fit_mask(mask, image=image),
-                             callback=step_callback(total))
+                             callback=Progress(total))
         _release(pipe)
         return (out,)
 
@@ -210,9 +213,15 @@ def _fit_mask(mask, inversion=None, image=None):
     return M.resize(m.float(), size)
 
 
+def _count(image) -> int:
+    """Images in a ComfyUI IMAGE batch."""
+    return 1 if image.ndim == 3 else int(image.shape[0])
+
+
 def _release(pipe):
-    if not getattr(pipe, "keep_loaded", True):
-        pipe.offload()
+    """keep_loaded = False: give the memory back after the run (see NullFacePipe.release)."""
+    if not pipe.keep_loaded:
+        pipe.release()
 
 
 NODE_CLASS_MAPPINGS = {

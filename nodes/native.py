@@ -13,11 +13,12 @@ import logging
 import torch
 
 from ..nullface import native as N
+from ..nullface.devices import pick_inversion_batch
 from ..nullface.models import FACEID_HINT, read_faceid
 from ..nullface.settings import NullFaceSettings
 
 from . import _paths
-from ._common import CATEGORY, IDENTITY, step_callback
+from ._common import cancellable, CATEGORY, IDENTITY, step_callback
 
 log = logging.getLogger("nullface")
 
@@ -238,8 +239,10 @@ def _classes():
             "NullFaceGuider": NullFaceGuider}
 
 
-def native_invert(model, negative, latent: dict, steps: int, t_skip: int, seed: int, batch: int = 8, callback=None):
-    """Invert ``latent`` on the null path of a FaceID-patched ComfyUI MODEL: (LATENT, SIGMAS, SAMPLER)."""
+def native_invert(model, negative, latent: dict, steps: int, t_skip: int, seed: int, batch: int = 0, callback=None):
+    """Invert ``latent`` on the null path of a FaceID-patched ComfyUI MODEL: (LATENT, SIGMAS, SAMPLER).
+
+    ``batch`` 0 = auto (1 UNet evaluation per call on the CPU, 8 elsewhere: ``pick_inversion_batch``)."""
     classes = _classes()
     samples = latent["samples"]
     if samples.ndim != 4 or samples.shape[1] != 4:
@@ -248,7 +251,7 @@ def native_invert(model, negative, latent: dict, steps: int, t_skip: int, seed: 
     sigmas = N.inversion_sigmas(table, steps, t_skip)
     guider = classes["NullGuider"](model)
     guider.set_conds(negative)
-    inverter = classes["InversionSampler"](seed, batch, callback)
+    inverter = classes["InversionSampler"](seed, pick_inversion_batch(model.load_device, batch), callback)
     start = guider.sample(torch.zeros_like(samples), samples, inverter, sigmas, seed=seed)
     result = inverter.result
     result.zs, result.x_start = result.zs.cpu(), result.x_start.cpu()
@@ -276,9 +279,9 @@ class NullFaceNativeInversion:
             "seed": ("INT", {"default": D.seed, "min": 0, "max": 0xFFFFFFFF,
                              "tooltip": "Seed of the inversion noise (drawn on the CPU: the engine's noise)."}),
         }, "optional": {
-            "inversion_batch": ("INT", {"default": D.inversion_batch, "min": 1, "max": 64,
+            "inversion_batch": ("INT", {"default": D.inversion_batch, "min": 0, "max": 64,
                                         "tooltip": "UNet evaluations per call while inverting (memory vs speed only; "
-                                                   "same result)."}),
+                                                   "same result); 0 = auto: 1 on the CPU, 8 on a GPU."}),
         }}
 
     RETURN_TYPES = ("LATENT", "SIGMAS", "SAMPLER")
@@ -288,6 +291,7 @@ class NullFaceNativeInversion:
     DESCRIPTION = ("Inverts the face on the null path. Connect all three outputs to SamplerCustomAdvanced, with "
                    "'Disable Noise' as its noise and 'NullFace Guider' as its guider.")
 
+    @cancellable
     def invert(self, model, negative, latent, steps, t_skip, seed, inversion_batch=D.inversion_batch):
         s = NullFaceSettings(steps=steps, t_skip=t_skip, seed=seed, inversion_batch=inversion_batch).validate()
         _require_faceid(model, "NullFace Inversion")

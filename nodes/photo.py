@@ -5,13 +5,13 @@ import numpy as np
 import torch
 
 from ..nullface.crop import paste_face
-from ..nullface.photo import PhotoOptions, anonymize_photo, detect_batch, prepare_crop
+from ..nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
 from ..nullface.pipeline import crop_anonymizer, crop_audit
 from ..nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.settings import NullFaceSettings
 
-from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, images_to_numpy, masks_to_numpy,
-                      numpy_to_images, step_callback)
+from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
+                      masks_to_numpy, numpy_to_images)
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
 
 CROPS = "NULLFACE_CROPS"
@@ -187,6 +187,7 @@ class NullFaceAnonymizePhoto:
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
 
+    @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
                   lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
                   feather=0.0):
@@ -207,22 +208,33 @@ class NullFaceAnonymizePhoto:
                 from ..nullface.audit import ArcFaceRecognizer
                 recognizers.append(ArcFaceRecognizer(face_models.arcface))
             audit = crop_audit(recognizers)
-        cb = step_callback(s.inversion_steps + s.sample_steps)
-        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
-                              callback=lambda info: cb(info))
-        outs, report, total, ignored = anonymize_photos(arrays, keeps, face_models.detector, run, opts)
+        found = detect_all(arrays, face_models.detector)
+        progress = Progress((s.inversion_steps + s.sample_steps) * faces_to_process(found, opts))
+        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries), callback=progress)
+        outs, report, total, ignored = anonymize_photos(arrays, keeps, found, face_models.detector, run, opts)
+        progress.finish()
         _release(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 
 
-def anonymize_photos(arrays, keeps, detector, run, opts) -> tuple[list, str, int, int]:
-    """Each photo through ``anonymize_photo`` with the anonymizer ``run``.
+def detect_all(arrays, detector) -> list[list]:
+    """The faces of every image, detected once and up front (so that a progress total can cover them all)."""
+    return [list(detector.detect(as_rgb(a)[0])) for a in arrays]
+
+
+def faces_to_process(found: list[list], opts: PhotoOptions) -> int:
+    """How many of the detected faces will be anonymized (the others are ignored by ``opts``)."""
+    return sum(len(select(faces, opts)[0]) for faces in found)
+
+
+def anonymize_photos(arrays, keeps, found, detector, run, opts) -> tuple[list, str, int, int]:
+    """Each photo through ``anonymize_photo`` with the anonymizer ``run``; ``found`` is ``detect_all``'s.
 
     Returns (images, text report, faces anonymized, faces ignored).
     """
     outs, lines, total, ignored = [], [], 0, 0
     for i, (a, k) in enumerate(zip(arrays, keeps)):
-        res = anonymize_photo(a, detector, run, opts, name=f"image {i}", keep_mask=k)
+        res = anonymize_photo(a, _Found(found[i], detector), run, opts, name=f"image {i}", keep_mask=k)
         outs.append(res.image)
         total += res.anonymized
         ignored += len(res.ignored)
@@ -239,6 +251,16 @@ def anonymize_photos(arrays, keeps, detector, run, opts) -> tuple[list, str, int
         if getattr(run, "audits", None):
             run.audits.clear()
     return outs, "\n".join(lines), total, ignored
+
+
+class _Found:
+    """A detector that returns faces already found (by ``detector``) for the one image it stands for."""
+
+    def __init__(self, faces, detector):
+        self.faces, self.name = list(faces), getattr(detector, "name", type(detector).__name__)
+
+    def detect(self, image):
+        return list(self.faces)
 
 
 NODE_CLASS_MAPPINGS = {

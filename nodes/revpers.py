@@ -8,11 +8,11 @@ from ..nullface.pipeline import crop_audit, embed_images
 from ..nullface.revpers import ReversePersonalizationSettings as RS
 from ..nullface.sdxl import load_revpers_pipe
 
-from . import _paths
+from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint
 from .method import _release
-from .photo import NO_FACE, ON_FAILURE, anonymize_photos
-from ._common import (CATEGORY, EMBEDS, FACE_MODELS, free_comfy_memory, images_to_numpy, masks_to_numpy,
+from .photo import NO_FACE, ON_FAILURE, anonymize_photos, detect_all
+from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 
 RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.sdxl.SDXLPipe)
@@ -59,10 +59,10 @@ class RevPersLoader:
     CATEGORY = f"{CATEGORY}/loaders"
 
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
-        free_comfy_memory()
         pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
                                  dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
+        _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
 
 
@@ -82,6 +82,7 @@ class RevPersInversion:
     FUNCTION = "invert"
     CATEGORY = CAT
 
+    @cancellable
     def invert(self, pipe, image, steps, skip, guidance_scale, ip_adapter_scale, seed):
         s = RS(steps=steps, skip=skip, guidance_scale=guidance_scale, ip_adapter_scale=ip_adapter_scale,
                seed=seed).validate()
@@ -109,6 +110,7 @@ class RevPersSampler:
     DESCRIPTION = ("Use the inversion's guidance scale to keep the replay exact; other values sample a "
                    "variant from the same inversion.")
 
+    @cancellable
     def sample(self, pipe, inversion, embeddings, guidance_scale, id_scale, prompt):
         RS(guidance_scale=guidance_scale, id_scale=id_scale, prompt=prompt).validate()
         latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
@@ -142,6 +144,7 @@ class RevPersAnonymize:
     FUNCTION = "anonymize"
     CATEGORY = CAT
 
+    @cancellable
     def anonymize(self, pipe, face_models, image, **kw):
         s = _settings(**kw)
         out = R.anonymize_face(pipe, image, s, embeddings=embed_images(face_models, image),
@@ -175,6 +178,7 @@ class RevPersAnonymizePhoto:
     FUNCTION = "anonymize"
     CATEGORY = CAT
 
+    @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=0,
                   **kw):
         from ..nullface.regions import parse_regions
@@ -193,7 +197,8 @@ class RevPersAnonymizePhoto:
         cb = step_callback(2 * s.steps)
         run = R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                 callback=lambda info: cb(info))
-        outs, report, total, ignored = anonymize_photos(arrays, keeps, face_models.detector, run, opts)
+        found = detect_all(arrays, face_models.detector)
+        outs, report, total, ignored = anonymize_photos(arrays, keeps, found, face_models.detector, run, opts)
         _release(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 

@@ -40,3 +40,11 @@ def pick_dtype(device: torch.device, name: str | torch.dtype | None = "auto") ->
     if name not in table:
         raise InputError(f"unknown dtype '{name}', expected one of auto, fp16, bf16, fp32")
     return table[name]
+
+
+def pick_inversion_batch(device: torch.device, requested: int = 0) -> int:
+    """UNet evaluations per inversion call: ``requested``, or for 0 (auto) 1 on the CPU, where a batch
+    gains little and a call of 8 would leave progress and Cancel waiting for a minute, and 8 elsewhere."""
+    if requested:
+        return int(requested)
+    return 1 if torch.device(device).type == "cpu" else 8

@@ -27,3 +27,11 @@ class FaceFailedError(NullFaceError):
 
 class MissingDependencyError(NullFaceError, ImportError):
     """An optional package needed for this feature is not installed."""
+
+
+class Cancelled(BaseException):
+    """The user stopped the run (e.g. ComfyUI's Cancel, raised from a progress callback).
+
+    A ``BaseException`` like ``KeyboardInterrupt``: the per-face ``except Exception`` handlers must not
+    turn a cancel into a failed face and apply its policy (blur, pixelate...) to the rest of the photo.
+    """

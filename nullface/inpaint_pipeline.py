@@ -46,6 +46,10 @@ class InpaintPipe(NullFacePipe):
             if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
                 self.features.to("cpu")
 
+    def _load_again(self) -> "InpaintPipe":
+        return load_inpaint_pipe(self.checkpoint, self.features, device=self.device, dtype=self.dtype,
+                                 config_dir=self.config_dir)
+
     def ready(self) -> "InpaintPipe":
         with torch.inference_mode(False):
             super().ready()
@@ -189,7 +193,7 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
     pipe = pipe.ready()
     dev, dt = pipe.device, pipe.dtype
     g = torch.Generator().manual_seed(int(settings.seed))
-    schedule = ldm_schedule(settings.steps, sd_alphas_cumprod(dict(pipe.pipeline.scheduler.config)))
+    schedule = ldm_schedule(settings.steps, sd_alphas_cumprod(dict(pipe.modules.scheduler.config)))
     count = {"unet_evals": 0, "guidance_backward": 0}
     with torch.no_grad():
         z0 = _sample_latents(pipe, x, g)                                 # E(y)
@@ -197,7 +201,7 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
         lh, lw = z0.shape[-2:]
         m_lat = latent_mask(m_pix[:, 0], (lh, lw)).to(dev)              # m at latent size (nearest)
         text = pipe.encode_prompt(settings.prompt).expand(b, -1, -1)
-        abar_start = sd_alphas_cumprod(dict(pipe.pipeline.scheduler.config))[settings.start_t]
+        abar_start = sd_alphas_cumprod(dict(pipe.modules.scheduler.config))[settings.start_t]
         n = torch.randn(z0.shape, generator=g).to(dev)
         x_t = abar_start.sqrt() * z0 + (1 - abar_start).sqrt() * n     # q(z_T | E(y)) at t = start_t
         noise = torch.randn((schedule.steps, *z0.shape), generator=g)

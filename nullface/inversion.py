@@ -1,7 +1,8 @@
 """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al., CVPR 2024), eta = 1.
 
 Only the noise maps that sampling from T_skip consumes are computed, and their UNet
-evaluations are independent of each other, so they run in batches.
+evaluations are independent of each other, so they run in batches. ``callback`` is called after
+every UNet call (progress, and the place where a caller can stop the run).
 """
 from __future__ import annotations
 
@@ -54,12 +55,15 @@ def sample_noisy_latents(x0: torch.Tensor, schedule: Schedule, first: int, seed:
 
 
 def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip: int, seed: int = 0, *,
-           batch: int = 8, exact_last_step: bool = False, ip_adapter_scale: float = 1.0,
+           batch: int = 1, exact_last_step: bool = False, ip_adapter_scale: float = 1.0,
            callback: Optional[Callable[[dict], None]] = None) -> Inversion:
     """Edit-friendly DDPM inversion of latents ``x0`` [B,4,h,w], keeping only steps k >= T_skip.
 
     For each kept step k:  ε_k = ε(x_k, t_k, ∅),  μ_k = μ_t(x_k, ε_k),  z_k = (x_{k+1} - μ_k) / σ_k,
     with x_T = x0. The last step's z is 0 as in the reference (``exact_last_step`` inverts it too).
+    ``batch``: UNet evaluations per call (several steps share a call); the result does not depend on it.
+    ``callback(info)`` runs after each UNet call with ``info = {"phase": "invert", "done": steps inverted
+    so far, "total": steps to invert, "steps": steps this call inverted, "batch": images}``.
     """
     x0 = x0.float()
     T, k0 = schedule.steps, t_skip
@@ -82,8 +86,8 @@ def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip:
             a, ap, s = schedule.abar[k].to(dev), schedule.abar_prev[k].to(dev), schedule.sigma[k].to(dev)
             mu = posterior_mean(xs[k], e, a, ap, s)
             zs[k - k0] = (xs[k + 1] - mu) / s
-        if callback is not None:                      # one tick per inverted step
-            for j in range(len(ks)):
-                callback({"phase": "invert", "done": start + j + 1, "total": len(needed)})
+        if callback is not None:                      # once per UNet call
+            callback({"phase": "invert", "done": start + len(ks), "total": len(needed), "steps": len(ks),
+                      "batch": B})
     return Inversion(x0=x0, x_start=xs[k0], zs=zs, schedule=schedule, t_skip=t_skip, seed=seed,
                      ip_adapter_scale=ip_adapter_scale, image_size=tuple(x0.shape[-2:]), unet_evals=evals)

@@ -12,6 +12,7 @@ import torch
 
 from .devices import pick_device, pick_dtype
 from .errors import MissingDependencyError, ModelFileError
+from .quiet import expected_messages_silenced
 
 log = logging.getLogger("nullface")
 
@@ -26,39 +27,78 @@ FACEID_HINT = ("IP-Adapter FaceID for SD1.5: 'ip-adapter-faceid_sd15.bin' (96 MB
 
 @dataclass
 class NullFacePipe:
-    """SD1.5 (UNet, VAE, text encoder, tokenizer) with IP-Adapter FaceID loaded into its UNet."""
+    """SD1.5 (UNet, VAE, text encoder, tokenizer) with IP-Adapter FaceID loaded into its UNet.
 
-    pipeline: Any                      # the diffusers StableDiffusionPipeline that owns the modules
-    device: torch.device
+    Memory: ``offload()`` moves the weights to the CPU (accelerator memory back, RAM kept), ``unload()``
+    drops them (RAM and accelerator memory back); ``ready()`` brings them back, from the files when
+    unloaded. ``manager`` (optional) places the weights instead of ``ready`` moving them itself: an object
+    with ``load(pipe)`` (called by ``ready``) and ``forget(pipe)`` (called by ``unload``), e.g. ComfyUI's
+    model management through ``nodes/_memory.py``.
+    """
+
+    pipeline: Any                      # the diffusers StableDiffusionPipeline that owns the modules; None when unloaded
+    device: torch.device               # where the networks run
     dtype: torch.dtype
     checkpoint: str
     faceid: str
+    config_dir: str | None = None
+    keep_loaded: bool = True           # False: ``release()`` after every run (the loader node's keep_loaded)
+    offloaded: bool = False            # the weights sit on the CPU, not on ``device``
+    manager: Any = field(default=None, repr=False)
     _prompt_cache: dict = field(default_factory=dict, repr=False)
+    _scheduler_config: dict | None = field(default=None, repr=False)
+
+    @property
+    def loaded(self) -> bool:
+        return self.pipeline is not None
+
+    @property
+    def modules(self):
+        """The diffusers pipeline, read back from the files first if it was unloaded."""
+        if self.pipeline is None:
+            self._reload()
+        return self.pipeline
 
     @property
     def unet(self):
-        return self.pipeline.unet
+        return self.modules.unet
 
     @property
     def vae(self):
-        return self.pipeline.vae
+        return self.modules.vae
 
     @property
     def scheduler_config(self) -> dict:
-        return dict(self.pipeline.scheduler.config)
+        if self._scheduler_config is None:
+            self._scheduler_config = dict(self.modules.scheduler.config)
+        return dict(self._scheduler_config)
 
     @property
     def vae_scale(self) -> float:
         return float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
+    def weight_bytes(self) -> int:
+        """Bytes of all network weights and buffers (0 when unloaded)."""
+        if self.pipeline is None:
+            return 0
+        seen, total = set(), 0
+        for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+            module = getattr(self.pipeline, name, None)
+            for t in [] if module is None else [*module.parameters(), *module.buffers()]:
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    total += t.numel() * t.element_size()
+        return total
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """CLIP text embedding [1, 77, D] of ``prompt`` (cached per prompt)."""
         if prompt not in self._prompt_cache:
-            tok = self.pipeline.tokenizer
+            pipe = self.modules
+            tok = pipe.tokenizer
             ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
                       return_tensors="pt").input_ids.to(self.device)
-            self._prompt_cache[prompt] = self.pipeline.text_encoder(ids)[0].to(self.dtype)
+            self._prompt_cache[prompt] = pipe.text_encoder(ids)[0].to(self.dtype)
         return self._prompt_cache[prompt]
 
     def set_ip_adapter_scale(self, scale: float) -> None:
@@ -66,24 +106,72 @@ class NullFacePipe:
             if hasattr(proc, "scale") and isinstance(proc.scale, list):
                 proc.scale = [float(scale)] * len(proc.scale)
 
-    offloaded: bool = False
+    def move(self, on_device: bool) -> None:
+        """Put the weights on ``device`` (True) or on the CPU (False); for ``ready`` and managers."""
+        if self.pipeline is None or self.offloaded != on_device:
+            return
+        self.pipeline.to(self.device if on_device else "cpu")
+        self.offloaded = not on_device
+        self._prompt_cache.clear()
+        if not on_device:
+            _empty_cache(self.device)
 
     def offload(self) -> None:
-        """Move every module to the CPU and free accelerator memory; ``ready`` moves them back."""
-        if self.device.type == "cpu" or self.offloaded:
+        """Move every module to the CPU and free accelerator memory (RAM stays in use); ``ready`` moves
+        them back. Nothing to do when the pipe runs on the CPU: use ``unload`` to free RAM."""
+        if self.device.type != "cpu":
+            self.move(False)
+
+    def unload(self) -> None:
+        """Drop the weights: their RAM and accelerator memory are freed (once nothing else holds them);
+        the next ``ready`` reads them back from ``checkpoint`` and ``faceid``."""
+        if self.manager is not None:
+            self.manager.forget(self)
+        if self.pipeline is None:
             return
-        self.pipeline.to("cpu")
-        self.offloaded = True
+        self.pipeline = None
+        self.offloaded = False
         self._prompt_cache.clear()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        import gc
+        gc.collect()
+        _empty_cache(self.device)
+        log.info("NullFace models unloaded; they are read from disk again on next use")
+
+    def release(self) -> None:
+        """Give back the memory of the device the pipe runs on (``keep_loaded = False``): an accelerator's
+        by moving the weights to the CPU, the RAM of a CPU-only run by unloading them."""
+        if self.device.type == "cpu":
+            self.unload()
+        else:
+            self.offload()
 
     def ready(self) -> "NullFacePipe":
-        """Make sure the modules sit on ``device`` again after an ``offload``."""
-        if self.offloaded:
-            self.pipeline.to(self.device)
-            self.offloaded = False
+        """Make sure the weights are loaded and sit on ``device`` (after ``offload`` or ``unload``)."""
+        if self.pipeline is None:
+            self._reload()
+        if self.manager is not None:
+            self.manager.load(self)
+        else:
+            self.move(True)
         return self
+
+    def _reload(self) -> None:
+        log.info("NullFace: reading %s again", " + ".join(Path(p).name for p in (self.checkpoint, self.faceid) if p))
+        fresh = self._load_again()
+        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
+        self._prompt_cache.clear()
+
+    def _load_again(self) -> "NullFacePipe":
+        """A freshly loaded pipe of the same files (each model family's loader overrides this)."""
+        return load_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
+                         config_dir=self.config_dir, offloaded=self.manager is not None)
+
+
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
 
 
 def _require(path: str | os.PathLike, what: str, hint: str) -> Path:
@@ -91,6 +179,34 @@ def _require(path: str | os.PathLike, what: str, hint: str) -> Path:
     if not path.exists():
         raise ModelFileError(f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}")
     return path
+
+
+def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.PathLike | None, *,
+                      insightface_root: str | os.PathLike | None | bool = False, pack: str = "buffalo_l") -> None:
+    """One ``ModelFileError`` listing every missing model file, each with the folder searched and where to
+    get it. ``insightface_root`` (when not False) also checks ArcFace (``<pack>/w600k_r50.onnx``)."""
+    missing = []
+    for path, what, hint in ((checkpoint, "Stable Diffusion 1.5 checkpoint", SD15_HINT),
+                             (faceid, "IP-Adapter FaceID model", FACEID_HINT)):
+        if path is None:
+            continue
+        path = Path(path).expanduser()
+        if not path.exists():
+            missing.append(f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}")
+    if insightface_root is not False:
+        from .identity import BUFFALO_HINT, find_buffalo
+        try:
+            if insightface_root is None:
+                raise ModelFileError(f"no insightface folder was given (it must hold models/{pack})")
+            if not (find_buffalo(insightface_root, pack) / "w600k_r50.onnx").is_file():
+                raise ModelFileError(f"'{pack}' under '{insightface_root}' has no w600k_r50.onnx (ArcFace)")
+        except ModelFileError as exc:
+            text = str(exc)
+            missing.append(text if BUFFALO_HINT in text else f"{text}. {BUFFALO_HINT}")
+    if len(missing) == 1:
+        raise ModelFileError(missing[0])
+    if missing:
+        raise ModelFileError(f"{len(missing)} model files are missing:\n" + "\n".join(f"- {m}" for m in missing))
 
 
 def read_state_dict(path: Path) -> dict:
@@ -224,14 +340,24 @@ def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACE
 
 
 def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, device: str | torch.device = "auto",
-              dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None) -> NullFacePipe:
-    """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling."""
+              dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None,
+              offloaded: bool = False) -> NullFacePipe:
+    """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling.
+
+    ``offloaded``: build on the CPU and leave the weights there (``ready()`` or a memory manager moves them
+    to ``device`` when they are needed).
+    """
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_model_files(checkpoint, faceid)      # every missing file in one message
     faceid_sd = read_faceid(faceid)            # fail fast on a wrong adapter before the big load
-    pipe = load_sd15(checkpoint, dev, dt, config_dir)
-    attach_faceid(pipe, faceid_sd, Path(faceid).name)
-    pipe.to(dev, dt)
+    where = torch.device("cpu") if offloaded else dev
+    with expected_messages_silenced():         # diffusers' expected warnings and loading bars (nullface/quiet.py)
+        pipe = load_sd15(checkpoint, where, dt, config_dir)
+        attach_faceid(pipe, faceid_sd, Path(faceid).name)
+        pipe.to(where, dt)
     pipe.set_progress_bar_config(disable=True)
     log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)
-    return NullFacePipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid))
+    return NullFacePipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid),
+                        config_dir=None if config_dir is None else str(config_dir),
+                        offloaded=offloaded and where != dev)

@@ -181,9 +181,9 @@ def _rounds(boxes: Sequence[Sequence[float]]) -> list[list[int]]:
     return rounds
 
 
-def _select(faces: list[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[DetectedFace]]:
+def select(faces: Sequence[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[DetectedFace]]:
     """(faces to anonymize, ignored faces), both largest first (``nullface.detect.select_faces``)."""
-    return split_ignored(select_faces(faces, options.min_face_size, options.max_faces, options.score_threshold))
+    return split_ignored(select_faces(list(faces), options.min_face_size, options.max_faces, options.score_threshold))
 
 
 def _warn_ignored(name: str, ignored: Sequence[DetectedFace]) -> None:
@@ -230,7 +230,7 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
         if m is not None and np.asarray(m).shape[:2] != rgb.shape[:2]:
             raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
     det_name = getattr(detector, "name", type(detector).__name__)
-    faces, ignored = _select(list(detector.detect(rgb)), options)
+    faces, ignored = select(list(detector.detect(rgb)), options)
     _warn_ignored(name, ignored)
     result = PhotoResult(image=image, detector=det_name, ignored=[f.to_dict() for f in ignored])
     if not faces:
@@ -319,7 +319,7 @@ def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "erro
     options = options or PhotoOptions()
     found, ignored = [], []
     for i, im in enumerate(images):
-        kept, left = _select(list(detector.detect(as_rgb(im)[0])), options)
+        kept, left = select(list(detector.detect(as_rgb(im)[0])), options)
         _warn_ignored(f"image {i}", left)
         found.append(kept)
         ignored.append(left)

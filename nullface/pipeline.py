@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .denoiser import PipeDenoiser
+from .devices import pick_inversion_batch
 from .errors import InputError, ModelFileError
 from .identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
                        negate_identities)
@@ -50,7 +51,7 @@ def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSetti
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
     return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
-                  batch=settings.inversion_batch, exact_last_step=settings.exact_last_step,
+                  batch=pick_inversion_batch(pipe.device, settings.inversion_batch), exact_last_step=settings.exact_last_step,
                   ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
 
 
@@ -143,6 +144,8 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     (``nullface.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
     Another method plugs in with ``crops_fn`` (``anonymize_crops``' signature) and its own ``escalate``.
+    ``callback`` gets the engine's per-UNet-call progress, plus ``{"phase": "expect", "work": n}`` when a
+    retry adds n image-steps (one inversion or denoising step of one image) to the work.
     """
     from .audit import DEFAULT_ESCALATION, audit_crops
     anonymize_crops_ = crops_fn or anonymize_crops
@@ -166,10 +169,14 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
         if audit is None:
             return results
         vector = dict(zip(ok, vectors))
+
+        def retry(i, s):
+            if callback is not None and hasattr(s, "inversion_steps"):   # a retry: more work than announced
+                callback({"phase": "expect", "work": s.inversion_steps + s.sample_steps})
+            return anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask], s, callback)[0]
+
         return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
-                           escalate=escalate or DEFAULT_ESCALATION,
-                           retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
-                                                               s, callback)[0])
+                           escalate=escalate or DEFAULT_ESCALATION, retry=retry)
 
     run.audits = []
     return run

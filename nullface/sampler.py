@@ -19,6 +19,8 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
 
     x: x_t at step ``first``; zs[i] is z for step first + i; mask M (1 = anonymize) at latent size,
     applied from running step ``mask_delay`` on (a count of steps: ``NullFaceSettings.mask_delay_steps``).
+    ``callback(info)`` runs after every step (one UNet call): ``{"phase": "sample", "i", "total", "x",
+    "steps": 1, "batch": images}``.
     """
     for i, k in enumerate(range(first, schedule.steps)):
         dev = x.device
@@ -30,5 +32,6 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
             eps = mask * eps + (1 - mask) * eps_null                    # eq. 4: ε̃
         x = posterior_mean(x, eps, a, ap, s) + s * zs[i]                # x_{t-1} = μ_t(ε) + σ_t z_t
         if callback is not None:
-            callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x})
+            callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x, "steps": 1,
+                      "batch": x.shape[0]})
     return x

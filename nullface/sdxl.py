@@ -42,7 +42,7 @@ class SDXLPipe(NullFacePipe):
         """
         key = ("sdxl", prompt)
         if key not in self._prompt_cache:
-            embeds, _, pooled, _ = self.pipeline.encode_prompt("" if prompt is None else prompt, device=self.device,
+            embeds, _, pooled, _ = self.modules.encode_prompt("" if prompt is None else prompt, device=self.device,
                                                                num_images_per_prompt=1,
                                                                do_classifier_free_guidance=False)
             if prompt is None:
@@ -53,7 +53,11 @@ class SDXLPipe(NullFacePipe):
     @property
     def zero_empty_prompt(self) -> bool:
         """Whether the checkpoint's pipeline zeroes an empty negative prompt (SDXL base: yes)."""
-        return bool(getattr(self.pipeline.config, "force_zeros_for_empty_prompt", True))
+        return bool(getattr(self.modules.config, "force_zeros_for_empty_prompt", True))
+
+    def _load_again(self) -> "SDXLPipe":
+        return load_revpers_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
+                                 config_dir=self.config_dir)
 
     def time_ids(self, height: int, width: int) -> torch.Tensor:
         """SDXL's micro-conditioning (original size, crop top-left, target size) for an image of this size."""

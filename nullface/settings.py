@@ -41,7 +41,8 @@ class NullFaceSettings:
     soft_mask: bool = False        # False: binarize at 0.5 + nearest resize (the reference); True: area-averaged
     exact_last_step: bool = False  # opt-in: also invert the last step (1 more UNet call) so the null path
                                    # returns the input latents exactly; the reference zeroes that noise map
-    inversion_batch: int = _p(8, "UNet evaluations per batched inversion call (memory vs speed only).", 1, None)
+    inversion_batch: int = _p(0, "UNet evaluations per inversion call (speed vs memory and progress only; same "
+                                 "result); 0 = auto: 1 on the CPU (a call stays short), 8 elsewhere.", 0, None)
 
     @property
     def sample_steps(self) -> int:

@@ -10,6 +10,7 @@ import torch
 from nullface.align import ARCFACE_TEMPLATE
 from nullface.detect import DetectedFace
 from nullface.identity import ArcFace, FaceModels, find_buffalo
+from tests.fake_comfy import fake_comfy  # noqa: F401  (fixture)
 
 SOCKET_ONLY = {"IMAGE", "MASK", "LATENT"}
 
@@ -41,11 +42,6 @@ def test_every_node_honours_the_contract(pack):
         names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
         assert len(names) == len(cls.RETURN_TYPES), name
         assert cls.CATEGORY == "NullFace" or cls.CATEGORY.startswith("NullFace/"), name
-
-
-def test_pack_imports_without_comfyui():
-    import sys
-    assert "comfy" not in sys.modules and "folder_paths" not in sys.modules
 
 
 class TemplateDetector:
@@ -123,15 +119,11 @@ def test_region_mask_operations(pack):
     assert u.sum() == 100 + 100 - 25 and i.sum() == 25
 
 
-def test_progress_ticks_once_per_step(monkeypatch, pack, tiny, face_models, images):
-    import sys
-    _common = sys.modules["ComfyUI_NullFace.nodes._common"]
-    ticks = []
-    monkeypatch.setattr(_common, "progress", lambda total: (ticks.append(("total", total)), ticks.append)[1])
-    monkeypatch.setattr(_common, "check_interrupt", lambda: None)
+def test_progress_ticks_once_per_step(pack, tiny, face_models, images, fake_comfy):
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     node(pack, "NullFaceAnonymize")(pipe, face_models, images[:1], 20, 14, 10.0, 1.0, 1.0, 1 / 3, 0)
-    assert ticks[0] == ("total", 5 + 6) and len(ticks) == 1 + 11
+    shown = fake_comfy.utils.ProgressBar.shown
+    assert [v for v, _ in shown] == list(range(1, 5 + 6 + 1)) and {t for _, t in shown} == {5 + 6}
 
 
 def test_cancel_stops_within_one_step(monkeypatch, pack, tiny, face_models, images):

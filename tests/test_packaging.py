@@ -52,7 +52,8 @@ sys.modules[name] = module
 spec.loader.exec_module(module)
 print(json.dumps({"nodes": sorted(module.NODE_CLASS_MAPPINGS),
                   "display": sorted(module.NODE_DISPLAY_NAME_MAPPINGS),
-                  "engine": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "nullface")}))
+                  "engine": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "nullface"),
+                  "comfy": sorted(m for m in sys.modules if m.split(".")[0] in ("comfy", "folder_paths"))}))
 '''
 
 
@@ -84,3 +85,41 @@ def test_pack_loads_as_comfyui_loads_it_without_a_top_level_engine(tmp_path):
     assert set(info["nodes"]) == declared
     assert set(info["display"]) == declared
     assert info["engine"] == []           # the engine came from the pack folder, not a top-level import
+    assert info["comfy"] == []            # importing the pack imports nothing of ComfyUI (all lazy)
+
+
+def test_no_invented_repository_address():
+    """The pack has no public repository yet: neither the README nor the metadata may send users to one."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "urls" not in meta["project"]
+    readme = (ROOT / "README.md").read_text()
+    assert "github.com/nullface" not in readme and "git clone https://" not in readme
+
+
+def test_readme_standalone_commands_install_what_the_tests_need():
+    """Copying the README's standalone block top to bottom must give a working `python -m pytest`."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Standalone"):readme.index("### onnxruntime policy")]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines() if ln.strip()]
+    torch_lines = [ln for ln in lines if ln.startswith("pip install torch")]
+    assert any("whl/cpu" in ln for ln in torch_lines), "a CPU-only torch line (no 2.6 GB of CUDA wheels)"
+    assert any("whl/cu" in ln for ln in torch_lines), "a CUDA torch line"
+    install = [ln for ln in lines if ln.startswith("pip install -e")]
+    assert len(install) == 1 and "test" in install[0]
+    extras = re.search(r'\[(.*?)\]', install[0]).group(1).split(",")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(extras) <= set(meta["project"]["optional-dependencies"])
+    assert lines.index(install[0]) < lines.index("python -m pytest -q tests")
+
+
+def test_root_init_imports_as_a_plain_module(tmp_path):
+    """pytest imports the checkout's __init__.py as a plain module when the folder's name is not a Python name
+    (a clone called "ComfyUI-NullFace"): that must not fail, or no test runs."""
+    import subprocess
+    import sys
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('__init__', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(len(m.NODE_CLASS_MAPPINGS))")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "__init__.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

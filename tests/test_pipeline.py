@@ -184,7 +184,10 @@ def test_defaults_spend_89_unet_evaluations_per_face(pipe, faces, identity):
     with UNetCounter(pipe.unet) as count:
         anonymize_face(pipe, faces[:1], NullFaceSettings(), embeddings=[identity[0]])
     assert count.evals == 29 + 30 * 2
-    assert count.calls == 4 + 30                # inversion in batches of 8, one dual call per step
+    assert count.calls == 29 + 30               # on the CPU one inversion step per call, one dual call per step
+    with UNetCounter(pipe.unet) as count:
+        anonymize_face(pipe, faces[:1], NullFaceSettings(inversion_batch=8), embeddings=[identity[0]])
+    assert count.evals == 89 and count.calls == 4 + 30   # inversion in batches of 8
     with UNetCounter(pipe.unet) as count:
         anonymize_face(pipe, faces, NullFaceSettings(), embeddings=list(identity))
     assert count.evals == 2 * 89

@@ -4,7 +4,10 @@ For each workflow this writes
 
 - ``workflows/<name>.json``: the ComfyUI frontend's saved-workflow format (version 0.4), which the
   frontend lists under "Templates" for this pack (ComfyUI serves a custom node's ``workflows/`` folder);
-- ``workflows/api/<name>.json``: the same graph in the API format that ``POST /prompt`` accepts.
+- ``workflows/api/<name>.json``: the same graph in the API format that ``POST /prompt`` accepts;
+- ``workflows/<name>.jpg``: the template's thumbnail (the frontend requests
+  ``/api/workflow_templates/<pack folder>/<name>.jpg`` for every custom-node template), a drawing of the
+  graph itself: no photo, no face.
 
 Widget values follow each node's ``INPUT_TYPES`` order (required, then optional) as the frontend stores
 them: an INT input named ``seed`` / ``noise_seed`` (or flagged ``control_after_generate``) is followed by
@@ -614,13 +617,102 @@ def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+# ----------------------------------------------------------------------------------------------- thumbnails
+THUMB_SIZE = (512, 384)
+THUMB_COLORS = {"loaders": (70, 96, 140), "method": (84, 130, 92), "photo": (140, 104, 60),
+                "core": (96, 96, 104), "other": (120, 84, 140)}
+
+
+def _family(node_type: str) -> str:
+    if node_type in CORE_NODES:
+        return "core"
+    cls = load_pack().NODE_CLASS_MAPPINGS.get(node_type)
+    category = getattr(cls, "CATEGORY", "") or ""
+    for family in ("loaders", "method", "photo"):
+        if category.endswith("/" + family):
+            return family
+    return "other"
+
+
+def thumbnail(ui: dict, name: str = ""):
+    """The template's picture for the frontend's Templates dialog: the graph itself (boxes, links, titles),
+    drawn from the workflow. No photo and no face: nothing identifying is shipped."""
+    from PIL import Image, ImageDraw, ImageFont
+    w, h = THUMB_SIZE
+    nodes = ui["nodes"]
+    x0 = min(n["pos"][0] for n in nodes) - 40
+    y0 = min(n["pos"][1] for n in nodes) - 60
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes) + 40
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes) + 40
+    scale = min(w / (x1 - x0), h / (y1 - y0))
+    ox, oy = (w - (x1 - x0) * scale) / 2, (h - (y1 - y0) * scale) / 2
+
+    def at(x, y):
+        return ox + (x - x0) * scale, oy + (y - y0) * scale
+
+    img = Image.new("RGB", THUMB_SIZE, (32, 33, 36))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default_imagefont() if hasattr(ImageFont, "load_default_imagefont") else \
+        ImageFont.load_default()
+    for gx in range(0, w, 16):
+        draw.line([(gx, 0), (gx, h)], fill=(38, 39, 43))
+    for gy in range(0, h, 16):
+        draw.line([(0, gy), (w, gy)], fill=(38, 39, 43))
+    by_id = {n["id"]: n for n in nodes}
+    for link in ui["links"]:
+        src, dst = by_id[link[1]], by_id[link[3]]
+        a = at(src["pos"][0] + src["size"][0], src["pos"][1] + 30 + 20 * link[2])
+        b = at(dst["pos"][0], dst["pos"][1] + 30 + 20 * link[4])
+        mid = (a[0] + b[0]) / 2
+        draw.line([a, (mid, a[1]), (mid, b[1]), b], fill=(150, 170, 200), width=2)
+    for n in nodes:
+        left, top = at(*n["pos"])
+        right, bottom = at(n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+        head = at(0, n["pos"][1] + 40)[1]
+        color = THUMB_COLORS[_family(n["type"])]
+        draw.rounded_rectangle([left, top - 14, right, bottom], radius=5, fill=(53, 53, 58), outline=color, width=2)
+        draw.rectangle([left + 2, top - 12, right - 2, min(head, bottom) - 10], fill=color)
+        title = n.get("title") or n["type"]
+        for prefix in ("NullFace ", "NullFace"):
+            title = title[len(prefix):] if title.startswith(prefix) else title
+        max_chars = max(3, int((right - left - 8) / 6))
+        draw.text((left + 4, top - 11), title[:max_chars], fill=(240, 240, 240), font=font)
+    caption = name.removeprefix("nullface_").replace("_", " ")
+    draw.text((8, h - 16), f"NullFace: {caption}" if caption else "NullFace", fill=(170, 170, 176), font=font)
+    return img
+
+
+def thumbnail_bytes(ui: dict, name: str = "") -> bytes:
+    import io
+    buf = io.BytesIO()
+    thumbnail(ui, name).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def thumbnail_matches(path: Path, ui: dict) -> bool:
+    """The JPEG on disk shows this workflow (same size; pixels equal up to JPEG codec differences)."""
+    import numpy as np
+    from PIL import Image
+    if not path.is_file():
+        return False
+    with Image.open(path) as im:
+        have = np.asarray(im.convert("RGB"), np.float32)
+    want = np.asarray(thumbnail(ui, path.stem), np.float32)
+    return have.shape == want.shape and float(np.abs(have - want).mean()) < 3.0
+
+
 def write(out_dir: Path, built: dict[str, tuple[dict, dict]]) -> list[Path]:
+    """``<name>.json`` (UI), ``api/<name>.json`` and the template thumbnail ``<name>.jpg`` (the file the
+    frontend's Templates dialog requests for a custom node's workflow)."""
     (out_dir / "api").mkdir(parents=True, exist_ok=True)
     written = []
     for name, (ui, api) in built.items():
         for path, data in ((out_dir / f"{name}.json", ui), (out_dir / "api" / f"{name}.json", api)):
             path.write_text(dumps(data), encoding="utf-8")
             written.append(path)
+        thumb = out_dir / f"{name}.jpg"
+        thumb.write_bytes(thumbnail_bytes(ui, name))
+        written.append(thumb)
     return written
 
 
@@ -634,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         stale = [str(p) for name, (ui, api) in built.items()
                  for p, data in ((args.out / f"{name}.json", ui), (args.out / "api" / f"{name}.json", api))
                  if not p.is_file() or p.read_text(encoding="utf-8") != dumps(data)]
+        stale += [str(args.out / f"{name}.jpg") for name, (ui, _) in built.items()
+                  if not thumbnail_matches(args.out / f"{name}.jpg", ui)]
         for p in stale:
             print(f"stale: {p}")
         return 1 if stale else 0

@@ -277,6 +277,9 @@ def build_anonymizer(args):
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
     if missing:
         raise InputError(f"{' and '.join(missing)} required: {method.checkpoint} and {method.faceid}")
+    if method is METHODS["nullface"]:      # every missing file in one message, before anything loads
+        from ..models import check_model_files
+        check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root)
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     audit = None
     if args.audit:
