@@ -340,3 +340,17 @@ def test_one_keep_default_everywhere():
     assert cmd._options(parse("x", "-o", "y", "--keep", "none")).keep == ()
     node = pack_module("nodes.photo").NullFaceAnonymizePhoto.INPUT_TYPES()["required"]["keep"][1]["default"]
     assert parse_regions(node) == DEFAULT_KEEP
+
+
+def test_main_turns_late_errors_and_ctrl_c_into_one_line(monkeypatch, capsys):
+    def late(args):
+        raise ModelFileError("'w600k_r50.onnx' in '/models' is incomplete or corrupt: download it again")
+    monkeypatch.setattr(cmd, "run", late)
+    assert main(["anonymize", "x", "-o", "y"]) == 2
+    assert "w600k_r50.onnx" in one_error_line(capsys)
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cmd, "run", ctrl_c)
+    assert main(["anonymize", "x", "-o", "y"]) == 130
+    assert "Traceback" not in capsys.readouterr().err

@@ -333,9 +333,10 @@ def output_problem(outdir: Path, out_rel: Path) -> str | None:
     target = outdir / out_rel
     if target.is_dir():
         return f"its output '{target}' is an existing folder"
-    for parent in [*reversed(target.parents)]:
-        if parent.exists() and not parent.is_dir() and (parent == outdir or outdir in parent.parents):
-            return f"its output folder '{parent}' is an existing file"
+    for part in reversed(out_rel.parents):                      # outdir itself, then each subfolder
+        folder = outdir / part
+        if folder.exists() and not folder.is_dir():
+            return f"its output folder '{folder}' is an existing file"
     return None
 
 
@@ -471,6 +472,8 @@ def run(args, anonymizer=None, detector=None) -> int:
     report["interrupted"] = interrupted
     _write_json(report_path, _with_totals(report))
     _print_summary(report, report_path, skipped)
+    if others:
+        print(f"{len(others)} other file(s) are not images and were skipped: listed under 'skipped' in the report")
     if interrupted:
         return 130
     t = report["totals"]
