@@ -76,7 +76,7 @@ class NullFaceCropFaces:
         arrays = images_to_numpy(image)
         if len(arrays) != len(faces.faces):
             raise ValueError(f"{len(arrays)} images but faces for {len(faces.faces)}: use the same batch")
-        opts = PhotoOptions(crop_size=crop_size, zoom=zoom).validate()
+        opts = PhotoOptions(crop_size=crop_size, zoom=zoom, keep=()).validate()   # masks come from Region Mask
         crops = [(i, prepare_crop(a, f, opts)) for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
         if not crops:
             raise ValueError("no faces to crop: every image was passed through without a face")
@@ -161,9 +161,10 @@ class NullFaceAnonymizePhoto:
         req = {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
                "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (detector + ArcFace)."}),
                "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
-               "keep": ("STRING", {"default": "eyes,mouth",
+               "keep": ("STRING", {"default": ",".join(PhotoOptions().keep),
                                    "tooltip": "Regions each face keeps visible, comma separated: eyes, brows, nose, "
-                                              "mouth, skin, face. Empty = anonymize the whole face."}),
+                                              "mouth, skin, face. 'none' = anonymize the whole face. Default: "
+                                              "eyes and mouth, the paper's comparison setup."}),
                "on_failure": ON_FAILURE, "on_no_face": NO_FACE,
                "steps": STEPS, "t_skip": T_SKIP, "lambda_cfg": LAMBDA_CFG, "lambda_id": LAMBDA_ID,
                "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}

@@ -21,10 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import NullFaceError
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except NullFaceError as exc:               # bad input found late: one line, never a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:                  # e.g. while the models load; finished files are kept
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,9 +21,17 @@ def pick_device(name: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {name!r}: use auto, cuda, cuda:N, mps or cpu") from None
+    if device.type not in ("cuda", "mps", "cpu"):
+        raise InputError(f"device {name!r} is not supported: use auto, cuda, cuda:N, mps or cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was requested but this torch build sees no CUDA GPU")
+        raise InputError(f"device {name!r} was requested but this torch build sees no CUDA GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {name!r} was requested but only {torch.cuda.device_count()} CUDA GPU(s) exist "
+                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("device 'mps' was requested but Apple MPS is not available")
     return device

@@ -10,6 +10,56 @@ from .errors import InputError
 
 MIN_SIZE = 64
 MAX_SIZE = 2048
+FOUR_CHANNEL_MODES = ("RGBA", "CMYK")
+
+
+def _is_pil(image) -> bool:
+    from PIL import Image
+    return isinstance(image, Image.Image)
+
+
+def pil_to_array(im) -> np.ndarray:
+    """A PIL image's pixels as uint8 gray (HxW), RGB or RGBA, converted by its mode: palette images keep
+    their transparency, LA/PA become RGBA, CMYK/YCbCr/LAB/HSV become RGB, 16-bit and float gray become 8 bit."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+    if im.mode == "F":
+        arr = np.asarray(im, np.float64)
+        return np.clip(np.round(arr * (255 if arr.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode not in ("RGB", "RGBA", "L"):
+        im = im.convert("RGBA" if "A" in im.getbands() else "L" if im.mode == "1" else "RGB")
+    return np.array(im)
+
+
+def photo_array(image, mode: str | None = None) -> np.ndarray:
+    """A photo for the engine as a uint8 array: gray HxW / HxWx1, RGB HxWx3 or RGBA HxWx4.
+
+    A PIL image is converted by its own mode (``pil_to_array``). A 4-channel array says nothing about what
+    its channels are, so its ``mode`` must be given: ``"RGBA"`` (the alpha is kept) or ``"CMYK"``
+    (converted to RGB; the result is RGB). Arrays with 1 or 3 channels need no mode.
+    """
+    if _is_pil(image):
+        return pil_to_array(image)
+    arr = np.asarray(image)
+    if arr.size == 0:
+        raise InputError(f"the image is empty (shape {arr.shape})")
+    if arr.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image, got {arr.dtype} (convert floats with (x * 255).round())")
+    if mode is not None and str(mode).upper() not in FOUR_CHANNEL_MODES:
+        raise InputError(f"mode must be one of {', '.join(FOUR_CHANNEL_MODES)} (for 4-channel arrays), got {mode!r}")
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        if mode is None:
+            raise InputError("a 4-channel array can be RGBA or CMYK: say which with mode='RGBA' (alpha kept) or "
+                             "mode='CMYK' (converted to RGB), or pass the PIL image itself")
+        if str(mode).upper() == "CMYK":
+            from PIL import Image
+            return np.array(Image.frombytes("CMYK", (arr.shape[1], arr.shape[0]),
+                                            np.ascontiguousarray(arr).tobytes()).convert("RGB"))
+    return arr
 
 
 def to_nhwc(images) -> torch.Tensor:
@@ -26,8 +76,8 @@ def to_nhwc(images) -> torch.Tensor:
         if len(shapes) > 1:
             raise InputError(f"images in one batch must share one size, got {sorted(shapes)}")
         return torch.cat(parts)
-    if hasattr(images, "mode") and hasattr(images, "size"):          # PIL
-        images = np.asarray(images)
+    if _is_pil(images):                                                # converted by its mode (CMYK -> RGB)
+        images = pil_to_array(images)
     if isinstance(images, np.ndarray):
         arr = images
         if arr.ndim == 2:

@@ -221,6 +221,41 @@ def read_state_dict(path: Path) -> dict:
                              "the file is incomplete or corrupt: download it again.") from exc
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+
+
+def check_weight_file(path: Path, hint: str = "", shown: str | None = None) -> None:
+    """Raise a ModelFileError naming ``path`` when the file is truncated or corrupt.
+
+    Cheap: a .safetensors header is checked against the file size (a truncated download fails it)
+    without reading tensors; a torch file is opened memory-mapped (its zip directory sits at the end)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        else:
+            with open(path, "rb") as fh:
+                zipped = fh.read(4) == b"PK\x03\x04"
+            if zipped:                   # torch >= 1.6 files; an older pickle file is left to the loader
+                import zipfile
+                if not zipfile.is_zipfile(path):
+                    raise ValueError("its zip directory is missing (the end of the file is cut off)")
+                torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        size = path.stat().st_size if path.exists() else 0
+        raise ModelFileError(f"'{shown or path}' is incomplete or corrupt ({size:,} bytes; {type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}): the "
+                             f"download probably stopped early; download that file again. {hint}".rstrip()) from None
+
+
+def check_diffusers_folder(path: Path) -> None:
+    """Check every weight file of a diffusers folder's components (unet, vae, text_encoder ...) for truncation."""
+    for f in sorted(path.glob("*/*")):
+        if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
+            check_weight_file(f, SD15_HINT, shown=f"{f.parent.name}/{f.name}' in '{path}")
+
+
 def _checkpoint_keys(path: Path) -> dict[str, tuple]:
     """Key -> shape of a single-file checkpoint, without loading tensors when possible."""
     try:
@@ -267,9 +302,16 @@ def load_sd15(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
     if path.is_dir():
         if not (path / "model_index.json").is_file() or not (path / "unet").is_dir():
             raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). {SD15_HINT}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)   # torch_dtype vs dtype across diffusers versions
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), feature_extractor=None, **common)
+        check_diffusers_folder(path)                          # a truncated download: named, before the load
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)   # torch_dtype vs dtype across diffusers versions
+                pipe = StableDiffusionPipeline.from_pretrained(str(path), feature_extractor=None, **common)
+        except (ModelFileError, MissingDependencyError):
+            raise
+        except Exception as exc:
+            raise ModelFileError(f"the diffusers folder '{path}' could not be loaded as Stable Diffusion 1.5 "
+                                 f"({type(exc).__name__}: {str(exc).strip()[:300]}). {SD15_HINT}") from exc
     else:
         if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
             raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {SD15_HINT}")

@@ -16,8 +16,9 @@ import numpy as np
 from .crop import PASTE_FEATHER, FaceCrop, crop_face, paste_face, region_weights
 from .detect import DetectedFace, select_faces, split_ignored
 from .errors import FaceFailedError, InputError
+from .imageio import photo_array
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
-from .regions import MASK_MEANS, crop_anonymize_mask, parse_regions
+from .regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
 
@@ -31,7 +32,7 @@ class PhotoOptions:
 
     crop_size: int = 512
     zoom: float = 1.0                 # framing: 1.0 = FFHQ/CelebA-HQ (the paper's inputs); larger shows more
-    keep: tuple[str, ...] = ()        # regions kept visible, e.g. ("eyes", "mouth"); () = whole face
+    keep: tuple[str, ...] = DEFAULT_KEEP  # regions kept visible (the paper's eyes + mouth); () = whole face
     grow: float = 0                   # grow (+) / shrink (-) the kept regions, crop pixels
     feather: float = 0.0              # soft edge of the kept regions, crop pixels (0 = hard, as the paper)
     on_failure: str = "error"         # error | blur | pixelate | keep
@@ -114,20 +115,18 @@ class PhotoResult:
                 "ignored_faces": self.ignored}
 
 
-def as_rgb(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any uint8 grayscale / RGB / RGBA array -> (RGB, alpha or None)."""
-    a = np.asarray(image)
-    if a.size == 0:
-        raise InputError(f"the image is empty (shape {a.shape})")
-    if a.dtype != np.uint8:
-        raise InputError(f"expected a uint8 image, got {a.dtype} (convert floats with (x * 255).round())")
+def as_rgb(image: np.ndarray, mode: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any uint8 grayscale / RGB / RGBA array or PIL image -> (RGB, alpha or None).
+
+    A 4-channel array needs its ``mode``: ``"RGBA"`` or ``"CMYK"`` (see ``nullface.imageio.photo_array``)."""
+    a = photo_array(image, mode)
     if a.ndim == 2:
         return np.repeat(a[..., None], 3, -1), None
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
         raise InputError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {a.shape}")
     if a.shape[2] == 1:
         return np.repeat(a, 3, -1), None
-    if a.shape[2] == 4:
+    if a.shape[2] == 4:                          # RGBA: photo_array converted CMYK already
         return np.ascontiguousarray(a[..., :3]), a[..., 3]
     return np.ascontiguousarray(a), None
 
@@ -216,16 +215,19 @@ def _check_result(res, crop: FaceCrop) -> str | None:
 
 
 def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options: PhotoOptions = PhotoOptions(),
-                    name: str = "the image", keep_mask: np.ndarray | None = None) -> PhotoResult:
+                    name: str = "the image", keep_mask: np.ndarray | None = None,
+                    mode: str | None = None) -> PhotoResult:
     """Detect every face, anonymize each with its own identity, paste back.
 
     Pixels outside the faces' paste regions stay byte-identical. ``keep_mask`` (image size, 1 = keep
-    visible) adds to the kept regions. A face whose anonymization fails gets ``options.on_failure``;
+    visible) adds to the kept regions. ``image`` is a uint8 array or a PIL image; a 4-channel array needs
+    ``mode="RGBA"`` or ``"CMYK"`` (CMYK comes back as RGB). A face whose anonymization fails gets ``options.on_failure``;
     an image without faces ``options.on_no_face``. Faces are pasted smallest first (larger, usually
     nearer, faces end on top).
     """
     options.validate()
-    rgb, alpha = as_rgb(image)
+    image = photo_array(image, mode)
+    rgb, alpha = as_rgb(image, "RGBA")
     for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):
         if m is not None and np.asarray(m).shape[:2] != rgb.shape[:2]:
             raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
@@ -311,7 +313,7 @@ class PhotoFaces:
 
 
 def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "error",
-                 options: PhotoOptions | None = None) -> PhotoFaces:
+                 options: PhotoOptions | None = None, mode: str | None = None) -> PhotoFaces:
     """Detect faces in every image (``options``: min_face_size, max_faces and score_threshold mark faces
     ignored, kept in ``PhotoFaces.ignored`` and logged); an image without faces follows ``on_no_face``
     (an image whose faces were all ignored is not "without faces")."""
@@ -319,7 +321,7 @@ def detect_batch(images: Sequence[np.ndarray], detector, on_no_face: str = "erro
     options = options or PhotoOptions()
     found, ignored = [], []
     for i, im in enumerate(images):
-        kept, left = select(list(detector.detect(as_rgb(im)[0])), options)
+        kept, left = select(list(detector.detect(as_rgb(im, mode)[0])), options)
         _warn_ignored(f"image {i}", left)
         found.append(kept)
         ignored.append(left)

@@ -23,16 +23,25 @@ if TYPE_CHECKING:
     from .crop import FaceCrop
 
 REGIONS = ("eyes", "brows", "nose", "mouth", "skin", "face")
+# The one default for every front end (PhotoOptions, the CLI's --keep, the Anonymize Photo node): the paper's
+# comparison setup keeps the eyes and mouth visible (Table 3). "none" keeps nothing (the whole face is anonymized).
+DEFAULT_KEEP = ("eyes", "mouth")
 MASK_MEANS = ("keep", "anonymize")
 _ALIASES = {"eye": "eyes", "lips": "mouth", "lip": "mouth", "brow": "brows", "eyebrows": "brows",
             "eyebrow": "brows"}
 
 
 def parse_regions(names: str | Iterable[str] | None) -> tuple[str, ...]:
-    """``"eyes,mouth"`` or a list -> a validated tuple of region names (aliases: lips, eyebrows...)."""
+    """``"eyes,mouth"`` or a list -> a validated tuple of region names (aliases: lips, eyebrows...).
+
+    ``"none"`` (or an empty string) keeps nothing: the whole face is anonymized."""
     if names is None:
         return ()
     items = [n.strip().lower() for n in (names.split(",") if isinstance(names, str) else names) if n and n.strip()]
+    if "none" in items:
+        if len(items) > 1:
+            raise InputError(f"'none' (anonymize the whole face) cannot be combined with regions, got {names!r}")
+        return ()
     items = [_ALIASES.get(n, n) for n in items]
     bad = [n for n in items if n not in REGIONS]
     if bad:

@@ -41,6 +41,8 @@ def strip_to_pixels(image: np.ndarray | Image.Image) -> Image.Image:
                              "(x * 255).round().clip(0, 255).astype(np.uint8)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
+    if arr.size == 0:
+        raise InputError(f"the image is empty (shape {arr.shape}): there is nothing to save")
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise InputError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
     mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")

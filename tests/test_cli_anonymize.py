@@ -45,11 +45,11 @@ def test_mixed_folder_report_and_exit_code(tiny, mixed, tmp_path, capsys):
     for name in ("people/astronaut.jpg", "people/gray.png", "people/rgba.png", "huge.jpg"):
         assert files[name]["status"] == "done", (name, files[name])
         assert files[name]["anonymized"] == files[name]["faces_found"] >= 1
-        assert (out / name).is_file()
+        assert (out / name).with_suffix(".png").is_file()                    # PNG by default: lossless
     assert not (out / "wall.png").exists() and not (out / "broken.jpg").exists()
     assert Image.open(out / "people" / "rgba.png").mode == "RGBA"
     assert Image.open(out / "people" / "gray.png").size == (512, 512)
-    assert not Image.open(out / "people" / "astronaut.jpg").getexif()          # no metadata carried over
+    assert not Image.open(out / "people" / "astronaut.png").getexif()          # no metadata carried over
     t = report["totals"]
     assert t["files"] == 7 and t["files_error"] == 1 and t["files_no_face"] == 2 and t["files_done"] == 4
     assert code == 1                                                          # errors and no-face files
@@ -156,16 +156,16 @@ def test_mixed_folder_fast(mixed_fast, tmp_path, capsys):
     for name in good:
         e = files[name]
         assert e["status"] == "done" and e["faces_found"] >= 1 and e["anonymized"] == e["faces_found"], (name, e)
-        assert (out / name).is_file() and e["faces"][0]["status"] == "anonymized"
+        assert (out / name).with_suffix(".png").is_file() and e["faces"][0]["status"] == "anonymized"
     assert files["broken.jpg"]["status"] == "error" and "corrupt" in files["broken.jpg"]["error"]
     assert files["wall.png"]["status"] == "no_face" and files["tiny.png"]["status"] == "no_face"
     assert not (out / "wall.png").exists() and not (out / "broken.jpg").exists() and not (out / "notes.txt").exists()
-    phone = Image.open(out / "people" / "phone.jpg")
+    phone = Image.open(out / "people" / "phone.png")
     assert phone.size == (512, 512) and not phone.getexif() and "exif" not in phone.info      # upright, clean
     assert Image.open(out / "people" / "rgba.png").mode == "RGBA"
     assert np.all(np.asarray(Image.open(out / "people" / "rgba.png"))[..., 3] == 180)
     assert Image.open(out / "people" / "gray.png").mode == "L"
-    assert Image.open(out / "huge.jpg").size == (4000, 3000)
+    assert Image.open(out / "huge.png").size == (4000, 3000)
     before = np.asarray(Image.open(mixed_fast / "people" / "deep" / "astronaut.png"))
     after = np.asarray(Image.open(out / "people" / "deep" / "astronaut.png"))
     changed = np.any(before != after, -1)

@@ -12,6 +12,7 @@ from nullface.detect import DetectedFace, DlibDetector
 from nullface.errors import FaceFailedError, InputError, NoFaceError
 from nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch
 from nullface.policy import apply_failure, no_face, obscure
+from nullface.regions import parse_regions
 from tests import faces_data as fd
 from tests.faces_data import FixedDetector, failing, identity, invert
 
@@ -71,6 +72,9 @@ def test_crops_carry_the_kept_regions_as_zeros():
     assert c.mask[int(y), int(x)] == 1
     seen.clear()
     anonymize_photo(fd.image("astronaut"), astro_detector(), look)
+    assert np.array_equal(seen[0].mask, c.mask)                   # the default keeps eyes and mouth
+    seen.clear()
+    anonymize_photo(fd.image("astronaut"), astro_detector(), look, PhotoOptions(keep=parse_regions("none")))
     assert seen[0].mask is None                                   # nothing kept: the whole crop
 
 
@@ -84,7 +88,7 @@ def test_external_mask_option():
         seen.extend(crops)
         return invert(image, crops)
 
-    anonymize_photo(img, astro_detector(), look, PhotoOptions(external_mask=ext))
+    anonymize_photo(img, astro_detector(), look, PhotoOptions(keep=(), external_mask=ext))
     m, k = seen[0].mask, seen[0].kps
     assert m[int(k[0, 1]), int(k[0, 0])] == 0 and m[int(k[1, 1]), int(k[1, 0])] == 1
     with pytest.raises(InputError, match="external mask"):
@@ -218,7 +222,7 @@ def test_image_layouts():
     res = anonymize_photo(gray[..., None], astro_detector(), invert)
     assert res.image.shape == gray.shape + (1,)
     rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 200, np.uint8)], -1)
-    res = anonymize_photo(rgba, astro_detector(), invert)
+    res = anonymize_photo(rgba, astro_detector(), invert, mode="RGBA")
     assert res.image.shape == rgba.shape and np.all(res.image[..., 3] == 200)
     tiny = np.full((16, 16, 3), 90, np.uint8)
     assert anonymize_photo(tiny, fd.detector(), invert, PhotoOptions(on_no_face="pass")).found == 0

@@ -1,13 +1,16 @@
 """``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs.
 
-Outputs mirror the inputs' folder structure under OUTDIR and carry pixels only (no EXIF, no text
-chunks). ``OUTDIR/report.json`` records every file; a run resumes where the last one stopped (files
-recorded as done whose output exists are skipped). Exit status: 0 all good, 1 a face failed or a file
-could not be processed (or had no face with ``--on-no-face error``), 2 bad arguments, 3 faces were
-ignored (``--min-face-size``, ``--max-faces``) and ``--allow-ignored-faces`` was not given, 130 interrupted.
+Outputs mirror the inputs' folder structure under OUTDIR, as PNG by default (lossless: pixels outside the
+faces stay identical), and carry pixels only (no EXIF, no text chunks). ``OUTDIR/report.json`` records every
+file seen; a run resumes where the last one stopped (files recorded as done whose output exists are skipped).
+Options, model paths, the output folder and the report are checked before any model loads. Exit status:
+0 all good, 1 a face failed or a file could not be processed (or had no face with ``--on-no-face error``),
+2 bad arguments, output folder, report or model files (nothing processed), 3 faces were ignored
+(``--min-face-size``, ``--max-faces``) and ``--allow-ignored-faces`` was not given, 130 interrupted.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
@@ -20,18 +23,24 @@ import numpy as np
 
 log = logging.getLogger("nullface")
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+OUTPUT_FORMATS = ("png", "jpg", "webp", "same")
+SAME_KEEPS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}   # "same": a GIF is written as PNG
+LOSSY = {".jpg", ".jpeg", ".webp"}
 REPORT = "report.json"
 DONE = ("done", "passed")                       # statuses that resume skips
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
 OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
                   "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
                   "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale", "target", "features",
-                  "inpaint_steps", "start_t", "inpaint_guidance_scale", "sim_weight", "dissim_weight")
+                  "inpaint_steps", "start_t", "inpaint_guidance_scale", "sim_weight", "dissim_weight",
+                  "quality")   # another --format writes other files: those are made, not skipped
 
 
 def add_parser(sub) -> None:
+    from ..photo import PhotoOptions
     from ..settings import NullFaceSettings
+    keep = ",".join(PhotoOptions().keep) or "none"
     p = sub.add_parser("anonymize", help="anonymize every face in images, folders or globs",
                        description="Anonymize every face with NullFace and write the results under OUTDIR, "
                                    "keeping the folder structure. Resumes: files already done are skipped.")
@@ -41,6 +50,11 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="process every file again, even those already done")
     p.add_argument("--method", choices=tuple(METHODS), default="nullface",
                    help="; ".join(f"{k}: {v.title}" for k, v in METHODS.items()))
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="png",
+                   help="output format (default png: lossless, every pixel outside the faces stays identical; "
+                        "jpg/webp and 'same' for JPEG inputs re-encode the whole image, changing the background "
+                        "slightly; 'same' keeps each input's format, GIF as PNG)")
+    p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1..100 (default 95)")
     m = p.add_argument_group("models")
     m.add_argument("--checkpoint", help="the method's checkpoint file or diffusers folder (required): "
                    + "; ".join(f"{k}: {v.checkpoint}" for k, v in METHODS.items()))
@@ -62,8 +76,8 @@ def add_parser(sub) -> None:
     g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
     _add_revpers_flags(p)
     f = p.add_argument_group("faces")
-    f.add_argument("--keep", default="", help="regions to keep visible, e.g. eyes,mouth (eyes, brows, nose, "
-                                              "mouth, skin, face); default: anonymize the whole face")
+    f.add_argument("--keep", default=keep, help=f"regions to keep visible (eyes, brows, nose, mouth, skin, face), "
+                                                f"or none to anonymize the whole face (default {keep}, the paper's)")
     f.add_argument("--grow", type=int, default=0, help="grow (+) / shrink (-) the kept regions, crop pixels")
     f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
     f.add_argument("--crop-size", type=int, default=None, help="face crop size the model works at (default: "
@@ -96,27 +110,39 @@ def add_parser(sub) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[tuple[Path, Path]]:
+def collect_inputs(inputs: list[str], exclude: Path | None = None,
+                   skipped: dict[str, str] | None = None) -> list[tuple[Path, Path]]:
     """(file, path relative to its input root) for every image named by files, folders and globs.
 
     Files under ``exclude`` (the output folder) are skipped so that outputs are never taken as inputs.
-    A name that matches nothing is kept, to be reported as missing.
+    A name that matches nothing is kept, to be reported as missing. Every other file seen in a folder or
+    glob that is not an image (by extension) goes into ``skipped`` (path -> reason), so the report lists it.
     """
     found: dict[Path, Path] = {}
     skip = exclude.resolve() if exclude is not None else None
 
-    def add(f: Path, rel: Path) -> None:
+    def outside(f: Path) -> bool:
         r = f.resolve()
-        if skip is not None and (r == skip or skip in r.parents):
-            return
-        found.setdefault(r, rel)
+        return skip is None or not (r == skip or skip in r.parents)
+
+    def add(f: Path, rel: Path) -> None:
+        if outside(f):
+            found.setdefault(f.resolve(), rel)
+
+    def other(f: Path) -> None:
+        if skipped is not None and outside(f):
+            skipped.setdefault(str(f), f"not an image this command reads (extension '{f.suffix or 'none'}'; "
+                                       f"reads {' '.join(sorted(IMAGE_EXTS))})")
 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTS:
-                    add(f, f.relative_to(path))
+                if f.is_file():
+                    if f.suffix.lower() in IMAGE_EXTS:
+                        add(f, f.relative_to(path))
+                    else:
+                        other(f)
         elif path.is_file():
             add(path, Path(path.name))
         else:
@@ -134,44 +160,54 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[tuple
                     except ValueError:
                         rel = Path(mp.name)
                     add(mp, rel)
+                elif mp.is_file():
+                    other(mp)
     return sorted(((f, r) for f, r in found.items()), key=lambda x: str(x[1]))
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Pixels of an image file, upright (EXIF orientation applied): uint8 gray, RGB or RGBA."""
+    """Pixels of an image file, upright (EXIF orientation applied): uint8 gray, RGB or RGBA.
+
+    Animated or multi-page files (GIF, APNG, WebP, TIFF) are refused: NullFace anonymizes still images and
+    never drops frames silently."""
     from PIL import Image, ImageOps
+
+    from ..errors import InputError
+    from ..imageio import pil_to_array
     with Image.open(path) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise InputError(f"animated or multi-page image ({frames} frames): only still images are anonymized "
+                             "and no frame is dropped; split it into frames (e.g. ffmpeg -i in.gif frames/%04d.png), "
+                             "anonymize that folder, then reassemble it")
         im.load()
         im = ImageOps.exif_transpose(im)          # phone pictures: apply the orientation, drop the EXIF
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, np.float64)
-            top = 65535.0 if arr.max() > 255 else 255.0
-            return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
-        if im.mode == "F":
-            arr = np.asarray(im, np.float64)
-            return np.clip(np.round(arr * (255 if arr.max() <= 1 else 1)), 0, 255).astype(np.uint8)
-        if im.mode == "P":
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        if im.mode not in ("RGB", "RGBA", "L"):
-            im = im.convert("RGBA" if "A" in im.getbands() else "L" if im.mode == "1" else "RGB")
-        return np.array(im)
+        return pil_to_array(im)
 
 
-def save_image(image: np.ndarray, target: Path) -> None:
-    """Pixels only (no EXIF, ICC or text), atomically: a hidden temp file in the same folder, then rename.
-    Nothing half-written is left behind, whatever interrupts it."""
-    from ..saving import strip_to_pixels
+def output_name(rel: Path, fmt: str) -> Path:
+    """Where the output of input ``rel`` goes under OUTDIR: same path, extension of the output format."""
+    if fmt == "same":
+        return rel if rel.suffix.lower() in SAME_KEEPS else rel.with_suffix(".png")
+    return rel.with_suffix("." + fmt)
+
+
+def save_image(image: np.ndarray, target: Path, quality: int = 95) -> None:
+    """Pixels only (no EXIF, ICC or text), in the format of ``target``'s extension, atomically: a hidden
+    temp file in the same folder, then rename. Nothing half-written is left behind, whatever interrupts it.
+    JPEG and BMP have no alpha channel: an RGBA image loses its alpha there."""
+    from ..saving import save_options, strip_to_pixels
     target.parent.mkdir(parents=True, exist_ok=True)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF"}[target.suffix.lower()]
+    ext = target.suffix.lower()
+    opts = {".bmp": {"format": "BMP"}, ".tif": {"format": "TIFF"}, ".tiff": {"format": "TIFF"}}.get(ext) \
+        or save_options(ext, quality)
     img = strip_to_pixels(image)
-    if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
+    if opts["format"] in ("JPEG", "BMP") and img.mode == "RGBA":
         img = img.convert("RGB")
-    opts = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         with open(tmp, "wb") as fh:
-            img.save(fh, format=fmt, **opts)
+            img.save(fh, **opts)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -280,6 +316,10 @@ def build_anonymizer(args):
     if method is METHODS["nullface"]:      # every missing file in one message, before anything loads
         from ..models import check_model_files
         check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root)
+    else:
+        from ..models import _require
+        _require(args.checkpoint, "checkpoint", f"{method.title} needs {method.checkpoint}.")
+        _require(args.faceid, "IP-Adapter FaceID model", f"{method.title} needs {method.faceid}.")
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     audit = None
     if args.audit:
@@ -301,6 +341,92 @@ def _detector(args):
     return make_detector(args.detector, model_dir=args.insightface_root, score_threshold=args.score_threshold)
 
 
+# ------------------------------------------------------------------------------------------------ checks
+def check_arguments(args):
+    """Every option checked before anything is read or loaded; the PhotoOptions. Raises InputError."""
+    import math
+
+    from ..devices import pick_device, pick_dtype
+    from ..errors import InputError
+    options = _options(args)
+    _settings(args)
+    if args.max_tries < 1:
+        raise InputError(f"--max-tries must be >= 1 (the first try counts), got {args.max_tries}")
+    if not (math.isfinite(args.audit_threshold) and args.audit_threshold >= 0):
+        raise InputError(f"--audit-threshold must be a number >= 0, got {args.audit_threshold}")
+    if not 1 <= args.quality <= 100:
+        raise InputError(f"--quality must be in 1..100, got {args.quality}")
+    pick_dtype(pick_device(args.device), args.dtype)            # 'tpu9', 'cuda' without a GPU, 'fp8' ...
+    return options
+
+
+def _why(exc: OSError) -> str:
+    return {errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted",
+            errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror
+                                                                                        or type(exc).__name__)
+
+
+def prepare_outdir(outdir: Path) -> Path:
+    """Create the output folder and prove that a file can be written in it (read-only folder or mount,
+    a file in the way ...), before any model loads. Raises InputError."""
+    import tempfile
+
+    from ..errors import InputError
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"the output folder '{outdir}' is an existing file: give -o a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"the output folder '{outdir}' cannot be created: part of its path is a file") from None
+    except OSError as exc:
+        raise InputError(f"the output folder '{outdir}' cannot be created ({_why(exc)}): "
+                         "choose a writable folder with -o") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nullface-write-test-", dir=outdir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write in the output folder '{outdir}' ({_why(exc)}): "
+                         "choose a writable folder with -o") from None
+    return outdir
+
+
+def load_report(path: Path, overwrite: bool = False) -> dict:
+    """The report of an earlier run ({} when there is none). A corrupt one stops the run (it alone says which
+    files are done); with ``overwrite`` it is kept aside as ``report.corrupt-<time>.json`` and ignored."""
+    from ..errors import InputError
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict) or not isinstance(report.get("files", {}), dict) \
+                or not all(isinstance(e, dict) for e in report.get("files", {}).values()):
+            raise ValueError("not a NullFace report")
+        return report
+    except (OSError, ValueError) as exc:                     # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = f"{type(exc).__name__}: {exc}"
+    if not overwrite:
+        raise InputError(f"the report of the earlier run, '{path}', is corrupt ({reason}), so the files already "
+                         "done are unknown: move it away to start over, or pass --overwrite to redo every file")
+    aside = path.with_name(f"report.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    os.replace(path, aside)
+    log.warning("the report '%s' was corrupt (%s): kept as '%s'; every file is processed again", path, reason,
+                aside.name)
+    return {}
+
+
+def output_problem(outdir: Path, out_rel: Path) -> str | None:
+    """Why the output ``outdir/out_rel`` could not be written (a file or folder in the way), else None."""
+    target = outdir / out_rel
+    if target.is_dir():
+        return f"its output '{target}' is an existing folder"
+    for part in reversed(out_rel.parents):                      # outdir itself, then each subfolder
+        folder = outdir / part
+        if folder.exists() and not folder.is_dir():
+            return f"its output folder '{folder}' is an existing file"
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ running
 def _options(args):
     from ..photo import PhotoOptions
@@ -311,7 +437,7 @@ def _options(args):
                         min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
 
 
-def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -> dict:
+def _process(src: Path, key: str, target: Path, detector, anonymizer, options, quality: int = 95) -> dict:
     """Anonymize one file into ``target``; the report entry (never raises, except KeyboardInterrupt)."""
     from ..errors import NullFaceError
     from ..photo import anonymize_photo
@@ -322,14 +448,16 @@ def _process(src: Path, key: str, target: Path, detector, anonymizer, options) -
             raise FileNotFoundError(f"no such file: {src}")
         try:
             image = read_image(src)
+        except NullFaceError:
+            raise
         except Exception as exc:
             raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
-        res = anonymize_photo(image, detector, anonymizer, options, name=key)
+        res = anonymize_photo(image, detector, anonymizer, options, name=key, mode="RGBA")   # CMYK files are RGB
         entry.update(res.to_dict())
         _take_audits(entry, anonymizer)
         entry["status"] = ("passed" if res.found == 0 and not res.ignored else
                            "done" if res.failed == 0 else "done_with_policy")
-        save_image(res.image, target)
+        save_image(res.image, target, quality)
         entry["output"] = str(target)
     except Exception as exc:                                     # reported per file; the run goes on
         kind = type(exc).__name__
@@ -355,60 +483,82 @@ def _take_audits(entry: dict, anonymizer) -> None:
         audits.clear()
 
 
+def _error_entry(src: Path, message: str) -> dict:
+    log.error("%s: %s", src, message)
+    return {"input": str(src), "output": None, "status": "error", "faces_found": 0, "anonymized": 0, "failed": 0,
+            "error": message}
+
+
 def run(args, anonymizer=None, detector=None) -> int:
-    """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends)."""
+    """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends).
+
+    Options, the output folder and the earlier report are checked before anything is processed or loaded:
+    a bad one prints one ``error:`` line and returns 2."""
     from tqdm import tqdm
 
     from ..errors import NullFaceError
     outdir = Path(args.outdir)
+    overwrite = getattr(args, "overwrite", False)
+    fmt, quality = getattr(args, "format", "png"), getattr(args, "quality", 95)
+    report_path = outdir / REPORT
     try:
-        options = _options(args)
-        _settings(args)
+        options = check_arguments(args)
+        prepare_outdir(outdir)
+        report = load_report(report_path, overwrite)
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    outdir.mkdir(parents=True, exist_ok=True)
-    files = collect_inputs(args.inputs, exclude=outdir)
-    report_path = outdir / REPORT
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    others: dict[str, str] = {}
+    files = collect_inputs(args.inputs, exclude=outdir, skipped=others)
     entries: dict = report.get("files", {})
     current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
     changed = sorted(k for k in OUTPUT_OPTIONS if k in report.get("options", {})
                      and report["options"][k] != current.get(k))
-    if changed and not getattr(args, "overwrite", False) and any(e.get("status") in DONE for e in entries.values()):
+    if changed and not overwrite and any(e.get("status") in DONE for e in entries.values()):
         log.warning("resuming with other options than the files already done (%s): those files are skipped; "
                     "use --overwrite to redo them", ", ".join(changed))
     report.update({"tool": "nullface anonymize", "options": current})
-    todo = [(s, r) for s, r in files if getattr(args, "overwrite", False)
-            or not (entries.get(str(r), {}).get("status") in DONE and (outdir / r).is_file())]
+    if others:
+        log.warning("%d file(s) that are not images were skipped (listed in the report)", len(others))
+    report["skipped"] = others
+
+    def done(src: Path, rel: Path) -> bool:
+        return entries.get(str(rel), {}).get("status") in DONE and (outdir / output_name(rel, fmt)).is_file()
+
+    todo = [(s, r) for s, r in files if overwrite or not done(s, r)]
     skipped = len(files) - len(todo)
     if skipped:
         log.info("resuming: %d file(s) already done are skipped", skipped)
+    # outputs that cannot be written (a file or folder in the way, two inputs with one output name) are
+    # reported now, before any model loads, and their inputs are not processed
+    plan, refused, outputs = [], {}, {}
+    for src, rel in todo:
+        out_rel = output_name(rel, fmt)
+        problem = output_problem(outdir, out_rel)
+        if problem is None and str(out_rel) in outputs and outputs[str(out_rel)] != src:
+            problem = (f"its output {out_rel} is already written from {outputs[str(out_rel)]}: "
+                       "rename one of them, run them separately or choose another --format")
+        if problem:
+            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = _error_entry(src, problem)
+        else:
+            outputs[str(out_rel)] = src
+            plan.append((src, rel, out_rel))
+    entries.update(refused)
     interrupted = False
     try:
-        if todo and anonymizer is None:
+        if plan and anonymizer is None:
             anonymizer, detector = build_anonymizer(args)
-        elif todo and detector is None:
+        elif plan and detector is None:
             detector = _detector(args)
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    outputs: dict[str, Path] = {}
-    bar = tqdm(todo, desc="anonymize", unit="file", file=sys.stderr, disable=None)
+    bar = tqdm(plan, desc="anonymize", unit="file", file=sys.stderr, disable=None)
     try:
-        for src, rel in bar:
+        for src, rel, out_rel in bar:
             key = str(rel)
             bar.set_postfix_str(key[-40:])
-            if key in outputs and outputs[key] != src:           # two inputs, one output name
-                entry = {"input": str(src), "output": None, "status": "error", "faces_found": 0, "anonymized": 0,
-                         "failed": 0, "error": f"its output {key} is already written from {outputs[key]}: "
-                                               "rename one of them or run them separately"}
-                log.error("%s: %s", src, entry["error"])
-                key = str(src)
-            else:
-                outputs[key] = src
-                entry = _process(src, key, outdir / rel, detector, anonymizer, options)
-            entries[key] = entry
+            entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
             report["files"] = entries
             _write_json(report_path, _with_totals(report))
     except KeyboardInterrupt:
@@ -420,6 +570,8 @@ def run(args, anonymizer=None, detector=None) -> int:
     report["interrupted"] = interrupted
     _write_json(report_path, _with_totals(report))
     _print_summary(report, report_path, skipped)
+    if others:
+        print(f"{len(others)} other file(s) are not images and were skipped: listed under 'skipped' in the report")
     if interrupted:
         return 130
     t = report["totals"]
