@@ -11,7 +11,7 @@ from . import _memory, _paths
 from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .method import _fit_mask, _release
-from .photo import CROP_SIZE, NO_FACE, ON_FAILURE
+from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit
 
 INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.inpaint_pipeline.InpaintPipe)
 CAT = f"{CATEGORY}/inpaint"
@@ -134,21 +134,11 @@ class NullFaceInpaintPhoto:
     @cancellable
     def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,
                   keep_mask=None, audit_tries=0, **kwargs):
-        from ..nullface.pipeline import crop_audit
         from ..nullface.regions import parse_regions
         s = _settings(kwargs)
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), on_failure=on_failure,
                             on_no_face=on_no_face).validate()
-        audit = None
-        if audit_tries:
-            if getattr(self, "_dlib", None) is None:
-                from ..nullface.audit import DlibRecognizer
-                self._dlib = DlibRecognizer()
-            recognizers = [self._dlib]
-            if face_models.arcface is not None:
-                from ..nullface.audit import ArcFaceRecognizer
-                recognizers.append(ArcFaceRecognizer(face_models.arcface))
-            audit = crop_audit(recognizers)
+        audit = photo_audit(self, face_models, audit_tries)
         cb = step_callback(s.sample_steps)
         run = inpaint_crop_anonymizer(inpaint_pipe, target, s, audit=audit, max_tries=max(1, audit_tries),
                                       callback=lambda info: cb(info))

@@ -199,16 +199,7 @@ class NullFaceAnonymizePhoto:
                             on_failure=on_failure, on_no_face=on_no_face).validate()
         arrays = images_to_numpy(image)
         keeps = masks_to_numpy(keep_mask, len(arrays))
-        audit = None
-        if audit_tries:
-            if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
-                from ..nullface.audit import DlibRecognizer
-                self._dlib = DlibRecognizer()
-            recognizers = [self._dlib]
-            if face_models.arcface is not None:          # buffalo_l present: ArcFace as a second opinion
-                from ..nullface.audit import ArcFaceRecognizer
-                recognizers.append(ArcFaceRecognizer(face_models.arcface))
-            audit = crop_audit(recognizers)
+        audit = photo_audit(self, face_models, audit_tries)
         found = detect_all(arrays, face_models.detector)
         progress = Progress((s.inversion_steps + s.sample_steps) * faces_to_process(found, opts))
         run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries), callback=progress)
@@ -216,6 +207,20 @@ class NullFaceAnonymizePhoto:
         progress.finish()
         _release(pipe)
         return (numpy_to_images(outs), report, total, ignored)
+
+
+def photo_audit(node, face_models, audit_tries: int):
+    """The re-ID audit of a whole-photo node (None when ``audit_tries`` is 0): dlib's recognizer, loaded once
+    per node and kept on it, plus ArcFace as a second opinion when buffalo_l is loaded."""
+    if not audit_tries:
+        return None
+    from ..nullface.audit import ArcFaceRecognizer, DlibRecognizer
+    if getattr(node, "_dlib", None) is None:
+        node._dlib = DlibRecognizer()
+    recognizers = [node._dlib]
+    if face_models.arcface is not None:
+        recognizers.append(ArcFaceRecognizer(face_models.arcface))
+    return crop_audit(recognizers)
 
 
 def detect_all(arrays, detector) -> list[list]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from ..nullface import revpers as R
 from ..nullface.photo import PhotoOptions
-from ..nullface.pipeline import crop_audit, embed_images
+from ..nullface.pipeline import embed_images
 from ..nullface.revpers import ReversePersonalizationSettings as RS
 from ..nullface.sdxl import load_revpers_pipe
 
 from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint
 from .method import _release
-from .photo import NO_FACE, ON_FAILURE, anonymize_photos, detect_all
+from .photo import NO_FACE, ON_FAILURE, anonymize_photos, detect_all, photo_audit
 from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 
@@ -187,13 +187,7 @@ class RevPersAnonymizePhoto:
                             on_no_face=on_no_face).validate()
         arrays = images_to_numpy(image)
         keeps = masks_to_numpy(keep_mask, len(arrays))
-        audit = None
-        if audit_tries:
-            from ..nullface.audit import ArcFaceRecognizer, DlibRecognizer
-            if getattr(self, "_dlib", None) is None:      # dlib's weights load once per node
-                self._dlib = DlibRecognizer()
-            recognizers = [self._dlib] + ([ArcFaceRecognizer(face_models.arcface)] if face_models.arcface else [])
-            audit = crop_audit(recognizers)
+        audit = photo_audit(self, face_models, audit_tries)
         cb = step_callback(2 * s.steps)
         run = R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                 callback=lambda info: cb(info))
