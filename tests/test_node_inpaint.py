@@ -93,8 +93,9 @@ def test_photo_node_audit_fails_closed(mod, pipe, monkeypatch):
         def summary(self):
             return "dlib distance 0.1 < 0.6"
 
-    import nullface.pipeline as pl
-    monkeypatch.setattr(pl, "crop_audit", lambda recognizers: (lambda original, result, crop: Always()))
+    from tests.conftest import pack_module
+    monkeypatch.setattr(pack_module("nodes.photo"), "crop_audit",       # the photo nodes' shared audit setup
+                        lambda recognizers: (lambda original, result, crop: Always()))
     import nullface.audit as au
     monkeypatch.setattr(au, "DlibRecognizer", lambda *a, **k: object())
     models = FaceModels(detector=fd.FixedDetector(fd.faces("astronaut")[:1]), arcface=None)
