@@ -5,13 +5,14 @@ from dataclasses import fields
 
 from ..nullface.inpaint import InpaintSettings
 from ..nullface.inpaint_pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
-from ..nullface.photo import PhotoOptions, anonymize_photo
+from ..nullface.photo import PhotoOptions
 
 from . import _memory, _paths
 from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
-from .method import _fit_mask, _release
-from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit
+from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
+from .method import _count, _fit_mask, _release
+from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit, photo_batch
 
 INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.inpaint_pipeline.InpaintPipe)
 CAT = f"{CATEGORY}/inpaint"
@@ -47,20 +48,15 @@ class NullFaceInpaintLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        ckpts = _paths.list_files("checkpoints") + [f"[diffusers] {n}" for n in _paths.list_diffusers_folders()]
         return {"required": {
-            "checkpoint": (ckpts or ["sd-v1-5-inpainting.ckpt"], {
+            "checkpoint": (checkpoint_choices() or ["sd-v1-5-inpainting.ckpt"], {
                 "tooltip": "Stable Diffusion 1.5 INPAINTING (9-channel UNet, e.g. sd-v1-5-inpainting.ckpt) from "
                            "models/checkpoints, or a diffusers folder from models/diffusers."}),
             "feature_extractor": ([NO_FEATURES] + _paths.list_files("farl"), {
                 "default": NO_FEATURES,
                 "tooltip": "FaRL ViT-B/16 (FaRL-Base-Patch16-LAIONFace20M-ep64.pth) from models/farl: the "
                            "attribute guidance's features. 'none' allows only guidance_scale 0."}),
-            "device": (["auto", "cuda", "mps", "cpu"], {"default": "auto",
-                                                        "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
-            "precision": (["auto", "fp16", "fp32", "bf16"], {
-                "default": "auto", "tooltip": "auto: fp16 on CUDA, fp32 on MPS and CPU (FaRL runs in fp32)."}),
-            "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Off: move the models to the CPU after each run."}),
+            **runtime_inputs("auto: fp16 on CUDA, fp32 on MPS and CPU (FaRL runs in fp32)."),
         }}
 
     RETURN_TYPES = (INPAINT_PIPE,)
@@ -69,12 +65,8 @@ class NullFaceInpaintLoader:
     CATEGORY = f"{CATEGORY}/loaders"
 
     def load(self, checkpoint, feature_extractor, device, precision, keep_loaded):
-        if checkpoint.startswith("[diffusers] "):
-            ckpt = _paths.resolve("diffusers", checkpoint[len("[diffusers] "):])
-        else:
-            ckpt = _paths.resolve("checkpoints", checkpoint)
         features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
-        pipe = load_inpaint_pipe(ckpt, features, device=device, dtype=precision)
+        pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
@@ -101,7 +93,7 @@ class NullFaceInpaintAnonymize:
     def anonymize(self, inpaint_pipe, image, mask, target, **kwargs):
         s = _settings(kwargs)
         out = anonymize_inpaint(inpaint_pipe, image, _fit_mask(mask, image=image), target, s,
-                                callback=step_callback(s.sample_steps))
+                                callback=step_callback(s.work_per_face * _count(image)))
         _release(inpaint_pipe)
         return (out,)
 
@@ -139,24 +131,13 @@ class NullFaceInpaintPhoto:
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), on_failure=on_failure,
                             on_no_face=on_no_face).validate()
         audit = photo_audit(self, face_models, audit_tries)
-        cb = step_callback(s.sample_steps)
-        run = inpaint_crop_anonymizer(inpaint_pipe, target, s, audit=audit, max_tries=max(1, audit_tries),
-                                      callback=lambda info: cb(info))
         arrays = images_to_numpy(image)
-        outs, lines, total = [], [], 0
-        for i, (a, k) in enumerate(zip(arrays, masks_to_numpy(keep_mask, len(arrays)))):
-            res = anonymize_photo(a, face_models.detector, run, opts, name=f"image {i}", keep_mask=k)
-            outs.append(res.image)
-            total += res.anonymized
-            lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
-                         + (" (no face: passed through)" if res.found == 0 else ""))
-            lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
-                      + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-            for j, checked in enumerate(run.audits):
-                lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} try(s)")
-            run.audits.clear()
+        outs, report, total, _ignored = photo_batch(
+            arrays, masks_to_numpy(keep_mask, len(arrays)), face_models.detector, opts, s.work_per_face,
+            lambda progress: inpaint_crop_anonymizer(inpaint_pipe, target, s, audit=audit,
+                                                     max_tries=max(1, audit_tries), callback=progress))
         _release(inpaint_pipe)
-        return (numpy_to_images(outs), "\n".join(lines), total)
+        return (numpy_to_images(outs), report, total)
 
 
 NODE_CLASS_MAPPINGS = {

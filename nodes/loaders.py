@@ -20,6 +20,21 @@ def resolve_checkpoint(choice: str):
     return _paths.resolve("checkpoints", choice)
 
 
+def runtime_inputs(precision_tip: str) -> dict:
+    """The device, precision and keep_loaded widgets every diffusion loader shares."""
+    return {
+        "device": (["auto", "cuda", "mps", "cpu"], {
+            "default": "auto", "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
+        "precision": (["auto", "fp16", "fp32", "bf16"], {"default": "auto", "tooltip": precision_tip}),
+        "keep_loaded": ("BOOLEAN", {
+            "default": True, "tooltip": "Keep the models loaded between runs (ComfyUI still unloads them "
+                                        "when it needs the room, or on 'Unload models'). Off: give the "
+                                        "memory back after each run: GPU memory by moving them to the "
+                                        "CPU; on a CPU-only run the RAM, by reading them from disk again "
+                                        "next time."}),
+    }
+
+
 class NullFacePipeLoader:
     """Stable Diffusion 1.5 + IP-Adapter FaceID (the generator and its identity adapter)."""
 
@@ -31,16 +46,7 @@ class NullFacePipeLoader:
                            "or a diffusers folder from models/diffusers."}),
             "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sd15.bin"], {
                 "tooltip": "IP-Adapter FaceID for SD1.5 (ip-adapter-faceid_sd15.bin) from models/ipadapter."}),
-            "device": (["auto", "cuda", "mps", "cpu"], {
-                "default": "auto", "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
-            "precision": (["auto", "fp16", "fp32", "bf16"], {
-                "default": "auto", "tooltip": "auto: fp16 on CUDA (as the paper), fp32 on MPS and CPU."}),
-            "keep_loaded": ("BOOLEAN", {
-                "default": True, "tooltip": "Keep the models loaded between runs (ComfyUI still unloads them "
-                                            "when it needs the room, or on 'Unload models'). Off: give the "
-                                            "memory back after each run: GPU memory by moving them to the "
-                                            "CPU; on a CPU-only run the RAM, by reading them from disk again "
-                                            "next time."}),
+            **runtime_inputs("auto: fp16 on CUDA (as the paper), fp32 on MPS and CPU."),
         }}
 
     RETURN_TYPES = (PIPE,)

@@ -200,13 +200,24 @@ class NullFaceAnonymizePhoto:
         arrays = images_to_numpy(image)
         keeps = masks_to_numpy(keep_mask, len(arrays))
         audit = photo_audit(self, face_models, audit_tries)
-        found = detect_all(arrays, face_models.detector)
-        progress = Progress((s.inversion_steps + s.sample_steps) * faces_to_process(found, opts))
-        run = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries), callback=progress)
-        outs, report, total, ignored = anonymize_photos(arrays, keeps, found, face_models.detector, run, opts)
-        progress.finish()
+        outs, report, total, ignored = photo_batch(
+            arrays, keeps, face_models.detector, opts, s.work_per_face,
+            lambda progress: crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
+                                             callback=progress))
         _release(pipe)
         return (numpy_to_images(outs), report, total, ignored)
+
+
+def photo_batch(arrays, keeps, detector, opts, work_per_face: int, make_anonymizer):
+    """What every whole-photo node does: detect all images first, so that the progress total covers every
+    face (``work_per_face`` units each; audit retries add theirs when they start), then each photo through the
+    anonymizer ``make_anonymizer(progress)``. Returns ``anonymize_photos``' (images, report, anonymized, ignored).
+    """
+    found = detect_all(arrays, detector)
+    progress = Progress(work_per_face * faces_to_process(found, opts))
+    result = anonymize_photos(arrays, keeps, found, detector, make_anonymizer(progress), opts)
+    progress.finish()
+    return result
 
 
 def photo_audit(node, face_models, audit_tries: int):

@@ -9,9 +9,9 @@ from ..nullface.revpers import ReversePersonalizationSettings as RS
 from ..nullface.sdxl import load_revpers_pipe
 
 from . import _memory, _paths
-from .loaders import checkpoint_choices, resolve_checkpoint
-from .method import _release
-from .photo import NO_FACE, ON_FAILURE, anonymize_photos, detect_all, photo_audit
+from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
+from .method import _count, _release
+from .photo import NO_FACE, ON_FAILURE, photo_audit, photo_batch
 from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 
@@ -46,11 +46,7 @@ class RevPersLoader:
             "faceid": (_paths.list_files("ipadapter") or ["ip-adapter-faceid_sdxl.bin"], {
                 "tooltip": "IP-Adapter FaceID for SDXL (ip-adapter-faceid_sdxl.bin, holds its LoRA) from "
                            "models/ipadapter."}),
-            "device": (["auto", "cuda", "mps", "cpu"], {"default": "auto",
-                                                        "tooltip": "auto: CUDA, then Apple MPS, then CPU."}),
-            "precision": (["auto", "fp16", "fp32", "bf16"], {
-                "default": "auto", "tooltip": "auto: fp16 on CUDA (the VAE runs in fp32), fp32 on MPS and CPU."}),
-            "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Off: move the models to the CPU after each run."}),
+            **runtime_inputs("auto: fp16 on CUDA (the VAE runs in fp32), fp32 on MPS and CPU."),
         }}
 
     RETURN_TYPES = (RP_PIPE,)
@@ -86,7 +82,7 @@ class RevPersInversion:
     def invert(self, pipe, image, steps, skip, guidance_scale, ip_adapter_scale, seed):
         s = RS(steps=steps, skip=skip, guidance_scale=guidance_scale, ip_adapter_scale=ip_adapter_scale,
                seed=seed).validate()
-        inv = R.invert_images(pipe, image, s, step_callback(s.steps))
+        inv = R.invert_images(pipe, image, s, step_callback(s.steps * _count(image)))
         _release(pipe)
         return (inv,)
 
@@ -114,7 +110,7 @@ class RevPersSampler:
     def sample(self, pipe, inversion, embeddings, guidance_scale, id_scale, prompt):
         RS(guidance_scale=guidance_scale, id_scale=id_scale, prompt=prompt).validate()
         latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
-                                      prompt, step_callback(inversion.settings.steps))
+                                      prompt, step_callback(inversion.settings.steps * inversion.batch))
         images = R.decode(pipe, latents)
         _release(pipe)
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
@@ -148,7 +144,7 @@ class RevPersAnonymize:
     def anonymize(self, pipe, face_models, image, **kw):
         s = _settings(**kw)
         out = R.anonymize_face(pipe, image, s, embeddings=embed_images(face_models, image),
-                               callback=step_callback(2 * s.steps))
+                               callback=step_callback(s.work_per_face * _count(image)))
         _release(pipe)
         return (out,)
 
@@ -188,11 +184,10 @@ class RevPersAnonymizePhoto:
         arrays = images_to_numpy(image)
         keeps = masks_to_numpy(keep_mask, len(arrays))
         audit = photo_audit(self, face_models, audit_tries)
-        cb = step_callback(2 * s.steps)
-        run = R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
-                                callback=lambda info: cb(info))
-        found = detect_all(arrays, face_models.detector)
-        outs, report, total, ignored = anonymize_photos(arrays, keeps, found, face_models.detector, run, opts)
+        outs, report, total, ignored = photo_batch(
+            arrays, keeps, face_models.detector, opts, s.work_per_face,
+            lambda progress: R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
+                                               callback=progress))
         _release(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 

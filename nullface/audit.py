@@ -486,13 +486,14 @@ def anonymize_with_audit(attempt: Callable[[S], R], audit: Callable[[R], Any], s
 
 def audit_crops(results: list, crops: Sequence, audit: Callable, settings: S, max_tries: int,
                 retry: Callable[[int, S], Any], escalate: Callable[[S, int], S] = DEFAULT_ESCALATION,
-                record: list | None = None) -> list:
+                record: list | None = None, callback: Callable[[dict], None] | None = None) -> list:
     """Audit every face's result in place and retry the ones still re-identified (any anonymization method).
 
     ``audit(original_crop, result, crop)`` judges face i; try k >= 1 runs ``retry(i, settings_k)``
     (``escalate`` makes the settings). A face that never passes becomes a ``FaceFailedError`` so that the
     photo's fail-closed policy applies; faces whose result is already an exception stay as they are. Each
-    ``AuditedResult`` is appended to ``record``.
+    ``AuditedResult`` is appended to ``record``. Before each retry ``callback`` (a progress callback) hears
+    ``{"phase": "expect", "work": settings_k.work_per_face}``: work the first announcement did not count.
     """
     for i, c in enumerate(crops):
         first = results[i]
@@ -500,7 +501,11 @@ def audit_crops(results: list, crops: Sequence, audit: Callable, settings: S, ma
             continue
 
         def attempt(s, i=i, first=first):
-            return first if s is settings else retry(i, s)
+            if s is settings:
+                return first
+            if callback is not None:
+                callback({"phase": "expect", "work": s.work_per_face})
+            return retry(i, s)
 
         checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries, escalate)
         if record is not None:

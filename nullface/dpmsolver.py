@@ -128,7 +128,7 @@ def invert_dpmpp_2m_sde(model: EpsModel, x0: torch.Tensor, schedule: DPMSchedule
             ds[i] = data_prediction(schedule, i, xs[i], e)
         if callback is not None:
             for i in idx:
-                callback({"phase": "invert", "done": i + 1, "total": n})
+                callback({"phase": "invert", "done": i + 1, "total": n, "steps": 1, "batch": b})
     zs = torch.empty((n,) + tuple(x0.shape), dtype=torch.float32, device=x0.device)
     for i in range(n):
         mean, c = step_mean(schedule, i, xs[i], ds[i], ds[i - 1] if i > 0 else None)
@@ -149,5 +149,5 @@ def sample_dpmpp_2m_sde(model: EpsModel, x: torch.Tensor, zs: torch.Tensor, sche
         x = mean + c * zs[i]                                   # x_{t_{i+1}} = mean + c z_i
         d_prev = d
         if callback is not None:
-            callback({"phase": "sample", "i": i, "total": schedule.steps, "x": x})
+            callback({"phase": "sample", "i": i, "total": schedule.steps, "x": x, "steps": 1, "batch": x.shape[0]})
     return x

@@ -61,6 +61,11 @@ class InpaintSettings:
         return int(ldm_timesteps(self.steps).shape[0])
 
     @property
+    def work_per_face(self) -> int:
+        """Progress units one face costs: its denoising steps."""
+        return self.sample_steps
+
+    @property
     def guided(self) -> bool:
         return self.guidance_scale != 0 and (self.sim_weight != 0 or self.dissim_weight != 0)
 
@@ -128,5 +133,5 @@ def sample_inpaint(eps: Denoiser, x: torch.Tensor, schedule: Schedule, noise: to
             x_prev = x_prev - s * guidance(x0, k)                          # − σ_t ρ ∇_{x̂_0} L
         x = x_prev
         if callback is not None:
-            callback({"phase": "sample", "i": k, "total": schedule.steps, "x": x})
+            callback({"phase": "sample", "i": k, "total": schedule.steps, "x": x, "steps": 1, "batch": x.shape[0]})
     return x

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,11 +17,12 @@ import torch.nn.functional as F
 
 from .attribute_guidance import attribute_gradient
 from .devices import pick_device, pick_dtype
-from .errors import InputError, MissingDependencyError, ModelFileError, NullFaceError
+from .errors import InputError, ModelFileError, NullFaceError
 from .imageio import check_face_images, check_masks, to_nhwc
 from .inpaint import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from .masks import latent_mask
-from .models import CONFIG_DIR, NullFacePipe, _checkpoint_keys, _require
+from .models import (CONFIG_DIR, NullFacePipe, _checkpoint_keys, _require, check_checkpoint_file,
+                     check_model_folder, load_or_explain)
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -90,32 +90,26 @@ def load_sd15_inpainting(path: str | os.PathLike, device: torch.device, dtype: t
 
     path = _require(path, "Stable Diffusion 1.5 inpainting checkpoint", INPAINT_HINT)
     common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        if path.is_dir():
-            if not (path / "model_index.json").is_file() or not (path / "unet").is_dir():
-                raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). "
-                                     f"{INPAINT_HINT}")
-            unet_channels = UNet2DConditionModel.load_config(str(path), subfolder="unet").get("in_channels")
-            if unet_channels != 9:
-                raise ModelFileError(f"'{path.name}' has a {unet_channels}-channel UNet (not inpainting); the "
-                                     f"inpainting method needs the 9-channel SD1.5 inpainting UNet. {INPAINT_HINT}")
-            pipe = StableDiffusionInpaintPipeline.from_pretrained(str(path), feature_extractor=None, **common)
-        else:
-            if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
-                raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {INPAINT_HINT}")
-            check_inpainting_checkpoint(path)
-            try:
-                unet = UNet2DConditionModel.from_single_file(
-                    str(path), config=str(config_dir or INPAINT_CONFIG_DIR), subfolder="unet",
-                    torch_dtype=dtype, local_files_only=True)
-                pipe = StableDiffusionInpaintPipeline.from_single_file(
-                    str(path), config=str(config_dir or CONFIG_DIR), unet=unet, **common)
-            except (ModelFileError, MissingDependencyError):
-                raise
-            except Exception as exc:
-                raise ModelFileError(f"'{path.name}' could not be loaded as Stable Diffusion 1.5 inpainting "
-                                     f"({type(exc).__name__}: {exc}). {INPAINT_HINT}") from exc
+    failure = f"'{path.name}' could not be loaded as Stable Diffusion 1.5 inpainting"
+    if path.is_dir():
+        check_model_folder(path, INPAINT_HINT)
+        unet_channels = UNet2DConditionModel.load_config(str(path), subfolder="unet").get("in_channels")
+        if unet_channels != 9:
+            raise ModelFileError(f"'{path.name}' has a {unet_channels}-channel UNet (not inpainting); the "
+                                 f"inpainting method needs the 9-channel SD1.5 inpainting UNet. {INPAINT_HINT}")
+        pipe = load_or_explain(
+            lambda: StableDiffusionInpaintPipeline.from_pretrained(str(path), feature_extractor=None, **common),
+            failure, INPAINT_HINT)
+    else:
+        check_checkpoint_file(path, INPAINT_HINT)
+        check_inpainting_checkpoint(path)
+
+        def load():
+            unet = UNet2DConditionModel.from_single_file(str(path), config=str(config_dir or INPAINT_CONFIG_DIR),
+                                                         subfolder="unet", torch_dtype=dtype, local_files_only=True)
+            return StableDiffusionInpaintPipeline.from_single_file(str(path), config=str(config_dir or CONFIG_DIR),
+                                                                   unet=unet, **common)
+        pipe = load_or_explain(load, failure, INPAINT_HINT)
     unet = pipe.unet
     if unet.config.in_channels != 9 or getattr(pipe, "text_encoder_2", None) is not None \
             or unet.config.addition_embed_type is not None:
@@ -286,7 +280,7 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
         if audit is None:
             return results
         return audit_crops(results, crops, audit, settings, max_tries, record=run.audits, escalate=next_seed,
-                           retry=lambda i, s: paint([crops[i]], s)[0])
+                           callback=callback, retry=lambda i, s: paint([crops[i]], s)[0])
 
     run.audits = []
     return run

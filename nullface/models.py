@@ -249,11 +249,36 @@ def check_weight_file(path: Path, hint: str = "", shown: str | None = None) -> N
                              f"download probably stopped early; download that file again. {hint}".rstrip()) from None
 
 
-def check_diffusers_folder(path: Path) -> None:
+def check_diffusers_folder(path: Path, hint: str = SD15_HINT) -> None:
     """Check every weight file of a diffusers folder's components (unet, vae, text_encoder ...) for truncation."""
     for f in sorted(path.glob("*/*")):
         if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
-            check_weight_file(f, SD15_HINT, shown=f"{f.parent.name}/{f.name}' in '{path}")
+            check_weight_file(f, hint, shown=f"{f.parent.name}/{f.name}' in '{path}")
+
+
+def check_model_folder(path: Path, hint: str) -> None:
+    """A diffusers model folder (model_index.json and unet/) whose weight files are complete, before any load."""
+    if not (path / "model_index.json").is_file() or not (path / "unet").is_dir():
+        raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). {hint}")
+    check_diffusers_folder(path, hint)
+
+
+def check_checkpoint_file(path: Path, hint: str) -> None:
+    if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
+        raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {hint}")
+
+
+def load_or_explain(load, failure: str, hint: str):
+    """Run a diffusers loader; whatever it raises, other than this package's own errors, becomes one
+    ``ModelFileError``: ``failure`` (what could not be loaded as what), the exception in brief, ``hint``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # torch_dtype vs dtype across diffusers versions
+            return load()
+    except (ModelFileError, MissingDependencyError):
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{failure} ({type(exc).__name__}: {str(exc).strip()[:300]}). {hint}") from exc
 
 
 def _checkpoint_keys(path: Path) -> dict[str, tuple]:
@@ -300,32 +325,16 @@ def load_sd15(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
     path = _require(path, "Stable Diffusion 1.5 checkpoint", SD15_HINT)
     common = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True)
     if path.is_dir():
-        if not (path / "model_index.json").is_file() or not (path / "unet").is_dir():
-            raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). {SD15_HINT}")
-        check_diffusers_folder(path)                          # a truncated download: named, before the load
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)   # torch_dtype vs dtype across diffusers versions
-                pipe = StableDiffusionPipeline.from_pretrained(str(path), feature_extractor=None, **common)
-        except (ModelFileError, MissingDependencyError):
-            raise
-        except Exception as exc:
-            raise ModelFileError(f"the diffusers folder '{path}' could not be loaded as Stable Diffusion 1.5 "
-                                 f"({type(exc).__name__}: {str(exc).strip()[:300]}). {SD15_HINT}") from exc
+        check_model_folder(path, SD15_HINT)                   # a truncated download: named, before the load
+        pipe = load_or_explain(
+            lambda: StableDiffusionPipeline.from_pretrained(str(path), feature_extractor=None, **common),
+            f"the diffusers folder '{path}' could not be loaded as Stable Diffusion 1.5", SD15_HINT)
     else:
-        if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
-            raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {SD15_HINT}")
+        check_checkpoint_file(path, SD15_HINT)
         check_sd15_checkpoint(path)
         cfg = str(config_dir or CONFIG_DIR)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                pipe = StableDiffusionPipeline.from_single_file(str(path), config=cfg, **common)
-        except (ModelFileError, MissingDependencyError):
-            raise
-        except Exception as exc:
-            raise ModelFileError(f"'{path.name}' could not be loaded as Stable Diffusion 1.5 "
-                                 f"({type(exc).__name__}: {exc}). {SD15_HINT}") from exc
+        pipe = load_or_explain(lambda: StableDiffusionPipeline.from_single_file(str(path), config=cfg, **common),
+                               f"'{path.name}' could not be loaded as Stable Diffusion 1.5", SD15_HINT)
     unet = pipe.unet
     if unet.config.in_channels != 4:
         raise ModelFileError(f"'{path.name}' has a {unet.config.in_channels}-channel UNet (inpainting?); "

@@ -169,14 +169,10 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
         if audit is None:
             return results
         vector = dict(zip(ok, vectors))
-
-        def retry(i, s):
-            if callback is not None and hasattr(s, "inversion_steps"):   # a retry: more work than announced
-                callback({"phase": "expect", "work": s.inversion_steps + s.sample_steps})
-            return anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask], s, callback)[0]
-
         return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
-                           escalate=escalate or DEFAULT_ESCALATION, retry=retry)
+                           escalate=escalate or DEFAULT_ESCALATION, callback=callback,
+                           retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
+                                                               s, callback)[0])
 
     run.audits = []
     return run

@@ -77,6 +77,11 @@ class ReversePersonalizationSettings:
             raise InputError(f"crop_size must be a multiple of 8, got {self.crop_size}")
         return self
 
+    @property
+    def work_per_face(self) -> int:
+        """Progress units one face costs: its inversion steps and its sampling steps."""
+        return 2 * self.steps
+
     def schedule(self) -> DPMSchedule:
         return dpm_schedule(linspace_timesteps(self.steps, self.skip))
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .devices import pick_device, pick_dtype
-from .errors import MissingDependencyError, ModelFileError
+from .errors import ModelFileError
 from .models import CONFIG_DIR as SD15_CONFIG_DIR
-from .models import NullFacePipe, _checkpoint_keys, _require, attach_faceid, read_faceid
+from .models import (NullFacePipe, _checkpoint_keys, _require, attach_faceid, check_checkpoint_file,
+                     check_model_folder, load_or_explain, read_faceid)
 
 log = logging.getLogger("nullface")
 
@@ -108,34 +108,21 @@ def load_sdxl(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
 
     path = _require(path, "SDXL checkpoint", SDXL_HINT)
     common = dict(torch_dtype=dtype, local_files_only=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        if path.is_dir():
-            index = path / "model_index.json"
-            if not index.is_file() or not (path / "unet").is_dir():
-                raise ModelFileError(f"'{path}' is not a diffusers model folder (no model_index.json/unet). "
-                                     f"{SDXL_HINT}")
-            if "StableDiffusionXL" not in index.read_text():
-                raise ModelFileError(f"'{path.name}' is not an SDXL diffusers folder (its model_index.json names "
-                                     f"another pipeline). {SDXL_HINT}")
-            try:
-                pipe = StableDiffusionXLPipeline.from_pretrained(str(path), **common)
-            except Exception as exc:
-                raise ModelFileError(f"'{path.name}' could not be loaded as SDXL ({type(exc).__name__}: {exc}). "
-                                     f"{SDXL_HINT}") from exc
-        else:
-            if path.suffix not in (".safetensors", ".ckpt", ".pt", ".pth"):
-                raise ModelFileError(f"'{path.name}' is not a checkpoint file (.safetensors or .ckpt). {SDXL_HINT}")
-            check_sdxl_checkpoint(path)
-            tok, tok2 = _tokenizers()
-            try:
-                pipe = StableDiffusionXLPipeline.from_single_file(str(path), config=str(config_dir or CONFIG_DIR),
-                                                                  tokenizer=tok, tokenizer_2=tok2, **common)
-            except (ModelFileError, MissingDependencyError):
-                raise
-            except Exception as exc:
-                raise ModelFileError(f"'{path.name}' could not be loaded as SDXL ({type(exc).__name__}: {exc}). "
-                                     f"{SDXL_HINT}") from exc
+    if path.is_dir():
+        check_model_folder(path, SDXL_HINT)
+        if "StableDiffusionXL" not in (path / "model_index.json").read_text():
+            raise ModelFileError(f"'{path.name}' is not an SDXL diffusers folder (its model_index.json names "
+                                 f"another pipeline). {SDXL_HINT}")
+        pipe = load_or_explain(lambda: StableDiffusionXLPipeline.from_pretrained(str(path), **common),
+                               f"'{path.name}' could not be loaded as SDXL", SDXL_HINT)
+    else:
+        check_checkpoint_file(path, SDXL_HINT)
+        check_sdxl_checkpoint(path)
+        tok, tok2 = _tokenizers()
+        pipe = load_or_explain(
+            lambda: StableDiffusionXLPipeline.from_single_file(str(path), config=str(config_dir or CONFIG_DIR),
+                                                               tokenizer=tok, tokenizer_2=tok2, **common),
+            f"'{path.name}' could not be loaded as SDXL", SDXL_HINT)
     unet = pipe.unet
     if unet.config.in_channels != 4 or unet.config.addition_embed_type != "text_time":
         raise ModelFileError(f"'{path.name}' is not the plain SDXL base UNet (in_channels "

@@ -56,6 +56,11 @@ class NullFaceSettings:
         return mask_delay_steps(self.mask_delay, self.sample_steps)
 
     @property
+    def work_per_face(self) -> int:
+        """Progress units one face costs: its inversion and denoising steps (one UNet call each per image)."""
+        return self.inversion_steps + self.sample_steps
+
+    @property
     def inversion_steps(self) -> int:
         """UNet evaluations per image spent by the inversion: the used steps, less the zeroed last one."""
         return max(0, self.sample_steps - (0 if self.exact_last_step else 1))
