@@ -24,6 +24,8 @@ FACEID_HINT = ("IP-Adapter FaceID for SD1.5: 'ip-adapter-faceid_sd15.bin' (96 MB
                "huggingface.co/h94/IP-Adapter-FaceID (non-commercial research use, as its InsightFace "
                "training data), in ComfyUI/models/ipadapter.")
 
+SD15_FILES = (("Stable Diffusion 1.5 checkpoint", SD15_HINT), ("IP-Adapter FaceID model", FACEID_HINT))
+
 
 @dataclass
 class NullFacePipe:
@@ -182,12 +184,13 @@ def _require(path: str | os.PathLike, what: str, hint: str) -> Path:
 
 
 def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.PathLike | None, *,
-                      insightface_root: str | os.PathLike | None | bool = False, pack: str = "buffalo_l") -> None:
+                      insightface_root: str | os.PathLike | None | bool = False, pack: str = "buffalo_l",
+                      kinds: tuple | None = None) -> None:
     """One ``ModelFileError`` listing every missing model file, each with the folder searched and where to
-    get it. ``insightface_root`` (when not False) also checks ArcFace (``<pack>/w600k_r50.onnx``)."""
+    get it (``kinds``: what the checkpoint and the FaceID file are, and the hint for each).
+    ``insightface_root`` (when not False) also checks ArcFace (``<pack>/w600k_r50.onnx``)."""
     missing = []
-    for path, what, hint in ((checkpoint, "Stable Diffusion 1.5 checkpoint", SD15_HINT),
-                             (faceid, "IP-Adapter FaceID model", FACEID_HINT)):
+    for path, (what, hint) in zip((checkpoint, faceid), kinds or SD15_FILES):
         if path is None:
             continue
         path = Path(path).expanduser()

@@ -253,6 +253,16 @@ def _revpers_engine(args, faces, audit, settings):
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
 
 
+def _revpers_files() -> tuple:
+    from ..sdxl import FACEID_SDXL_HINT, SDXL_HINT
+    return (("SDXL checkpoint", SDXL_HINT), ("IP-Adapter FaceID SDXL model", FACEID_SDXL_HINT))
+
+
+def _nullface_files() -> tuple:
+    from ..models import SD15_FILES
+    return SD15_FILES
+
+
 def _inpaint_settings(args):
     from .inpaint_method import settings_from
     return settings_from(args)
@@ -267,23 +277,23 @@ class Method:
     """One anonymization method of the CLI: its title, model files, crop size, settings and engine.
 
     ``settings(args)`` builds the method's validated settings (called before any model loads);
-    ``engine(args, face_models, audit, settings)`` loads the models and returns the crop anonymizer.
-    A method that loads its own face models gives ``build(args) -> (anonymizer, detector)`` instead.
+    ``engine(args, face_models, audit, settings)`` loads the models and returns the crop anonymizer;
+    ``files()`` names its checkpoint and FaceID file with their hints (for the one missing-files message). A method that loads its own face models gives ``build(args) -> (anonymizer, detector)`` instead.
     """
 
     def __init__(self, title: str, checkpoint: str, faceid: str | None, crop_size: int, settings, engine=None,
-                 build=None):
+                 build=None, files=None):
         self.title, self.checkpoint, self.faceid, self.crop_size = title, checkpoint, faceid, crop_size
-        self.settings, self.engine, self.build = settings, engine, build
+        self.settings, self.engine, self.build, self.files = settings, engine, build, files
 
 
 METHODS = {
     "nullface": Method("NullFace (SD1.5, DDPM inversion, dual-path identity guidance)",
                        "v1-5-pruned-emaonly.safetensors", "ip-adapter-faceid_sd15.bin", 512,
-                       _nullface_settings, _nullface_engine),
+                       _nullface_settings, _nullface_engine, files=_nullface_files),
     "revpers": Method("Reverse Personalization (SDXL, DPM-Solver++ inversion, negative identity guidance)",
                       "sd_xl_base_1.0.safetensors", "ip-adapter-faceid_sdxl.bin", 1024,
-                      _revpers_settings, _revpers_engine),
+                      _revpers_settings, _revpers_engine, files=_revpers_files),
     "inpaint": Method("SD1.5 inpainting with attribute guidance towards --target (papers/000)",
                       "sd-v1-5-inpainting.ckpt", None, 512, _inpaint_settings, build=_inpaint_build),
 }
@@ -313,13 +323,8 @@ def build_anonymizer(args):
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
     if missing:
         raise InputError(f"{' and '.join(missing)} required: {method.checkpoint} and {method.faceid}")
-    if method is METHODS["nullface"]:      # every missing file in one message, before anything loads
-        from ..models import check_model_files
-        check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root)
-    else:
-        from ..models import _require
-        _require(args.checkpoint, "checkpoint", f"{method.title} needs {method.checkpoint}.")
-        _require(args.faceid, "IP-Adapter FaceID model", f"{method.title} needs {method.faceid}.")
+    from ..models import check_model_files                 # every missing file in one message, before any load
+    check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root, kinds=method.files())
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     audit = None
     if args.audit:
