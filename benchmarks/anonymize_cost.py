@@ -21,12 +21,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nullface.models import CONFIG_DIR, NullFacePipe, attach_faceid  # noqa: E402
-from nullface.devices import pick_device, pick_dtype  # noqa: E402
-from nullface.denoiser import PipeDenoiser  # noqa: E402
-from nullface.identity import ArcFace, negate_identities  # noqa: E402
-from nullface.pipeline import decode, encode, invert_latents, sample_latents  # noqa: E402
-from nullface.settings import NullFaceSettings  # noqa: E402
+from nullface.models.sd15 import CONFIG_DIR, NullFacePipe, attach_faceid  # noqa: E402
+from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
+from nullface.methods.nullface.denoiser import PipeDenoiser  # noqa: E402
+from nullface.faces.identity import ArcFace, negate_identities  # noqa: E402
+from nullface.methods.nullface.pipeline import decode, encode, invert_latents, sample_latents  # noqa: E402
+from nullface.methods.nullface.settings import NullFaceSettings  # noqa: E402
 
 
 def sd15_random(device, dtype):

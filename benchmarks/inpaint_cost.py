@@ -1,6 +1,6 @@
 """Cost of one face with the inpainting method (papers/000) on the real architectures with random weights.
 
-SD1.5 inpainting (9-channel UNet from ``nullface/configs/sd15_inpainting``, VAE, CLIP-L text encoder) and
+SD1.5 inpainting (9-channel UNet from ``nullface/models/configs/sd15_inpainting``, VAE, CLIP-L text encoder) and
 FaRL ViT-B/16 (CLIP's image tower: width 768, 12 layers, 224 px, patch 16) are built with random weights,
 which cost exactly what the real ones cost. Runs one anonymization and prints, as its last line, a JSON
 object: ``unet_evals``, ``guidance_backward`` (VAE-decoder + FaRL forward/backward passes), seconds per
@@ -22,11 +22,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nullface.devices import pick_device, pick_dtype  # noqa: E402
-from nullface.farl import FarlFeatures  # noqa: E402
-from nullface.inpaint import InpaintSettings  # noqa: E402
-from nullface.inpaint_pipeline import INPAINT_CONFIG_DIR, InpaintPipe, anonymize_inpaint  # noqa: E402
-from nullface.models import CONFIG_DIR  # noqa: E402
+from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
+from nullface.models.farl import FarlFeatures  # noqa: E402
+from nullface.methods.inpaint.sampler import InpaintSettings  # noqa: E402
+from nullface.methods.inpaint.pipeline import INPAINT_CONFIG_DIR, InpaintPipe, anonymize_inpaint  # noqa: E402
+from nullface.models.sd15 import CONFIG_DIR  # noqa: E402
 
 
 def inpaint_random(device, dtype):

@@ -206,11 +206,11 @@ def tag(args) -> str:
 
 def run_engine(args) -> None:
     from PIL import Image
-    from nullface.identity import IdentityCondition
-    from nullface.models import load_pipe
-    from nullface.native import mask_delay_steps
-    from nullface.pipeline import decode, encode, invert_latents, sample_latents
-    from nullface.settings import NullFaceSettings
+    from nullface.faces.identity import IdentityCondition
+    from nullface.models.sd15 import load_pipe
+    from nullface.methods.nullface.native import mask_delay_steps
+    from nullface.methods.nullface.pipeline import decode, encode, invert_latents, sample_latents
+    from nullface.methods.nullface.settings import NullFaceSettings
     base, check = args.base, args.base / "nullface_check"
     t = time.time()
     pipe = load_pipe(base / "models" / "checkpoints" / CKPT, base / "models" / "ipadapter" / FACEID,

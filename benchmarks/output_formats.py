@@ -21,10 +21,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nullface.cli import build_parser  # noqa: E402
+from nullface.commands.cli import build_parser  # noqa: E402
 from nullface.commands import anonymize as cmd  # noqa: E402
-from nullface.detect import DlibDetector  # noqa: E402
-from nullface.resources import package_dir  # noqa: E402
+from nullface.faces.detect import DlibDetector  # noqa: E402
+from nullface.models.resources import package_dir  # noqa: E402
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nullface import revpers as R  # noqa: E402
-from nullface.devices import pick_device, pick_dtype  # noqa: E402
-from nullface.models import attach_faceid  # noqa: E402
-from nullface.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, _tokenizers  # noqa: E402
+from nullface.methods.revpers import pipeline as R  # noqa: E402
+from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
+from nullface.models.sd15 import attach_faceid  # noqa: E402
+from nullface.models.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, _tokenizers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from anonymize_cost import faceid_random  # noqa: E402  (same shapes rule: 512 -> 4 x cross, LoRA rank 128)

@@ -17,12 +17,12 @@ log = logging.getLogger("nullface")
 CATEGORY = "NullFace"
 
 # Custom socket types passed between NullFace nodes.
-PIPE = "NULLFACE_PIPE"            # SD1.5 + IP-Adapter FaceID (nullface.models.NullFacePipe)
-FACE_MODELS = "NULLFACE_FACE_MODELS"  # detector + ArcFace (nullface.identity.FaceModels)
-EMBEDS = "NULLFACE_EMBEDS"        # list[nullface.identity.FaceEmbedding], one per image
-IDENTITY = "NULLFACE_IDENTITY"    # nullface.identity.IdentityCondition (negated identities)
-INVERSION = "NULLFACE_INVERSION"  # nullface.inversion.Inversion
-FACES = "NULLFACE_FACES"          # detected faces per image (nullface.photo.PhotoFaces)
+PIPE = "NULLFACE_PIPE"            # SD1.5 + IP-Adapter FaceID (nullface.models.sd15.NullFacePipe)
+FACE_MODELS = "NULLFACE_FACE_MODELS"  # detector + ArcFace (nullface.faces.identity.FaceModels)
+EMBEDS = "NULLFACE_EMBEDS"        # list[nullface.faces.identity.FaceEmbedding], one per image
+IDENTITY = "NULLFACE_IDENTITY"    # nullface.faces.identity.IdentityCondition (negated identities)
+INVERSION = "NULLFACE_INVERSION"  # nullface.diffusion.inversion.Inversion
+FACES = "NULLFACE_FACES"          # detected faces per image (nullface.privacy.photo.PhotoFaces)
 AUDIT = "NULLFACE_AUDIT"          # re-identification audit results
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..nullface import audit as engine
+from ..nullface.privacy import audit as engine
 
 from ._common import AUDIT, CATEGORY, FACE_MODELS, FACES, images_to_numpy
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..nullface.inpaint import InpaintSettings
-from ..nullface.inpaint_pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
-from ..nullface.photo import PhotoOptions
+from ..nullface.methods.inpaint.sampler import InpaintSettings
+from ..nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
+from ..nullface.privacy.photo import PhotoOptions
 
 from . import _memory, _paths
 from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
@@ -14,7 +14,7 @@ from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
 from .method import _count, _fit_mask, _release
 from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit, photo_batch
 
-INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.inpaint_pipeline.InpaintPipe)
+INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.methods.inpaint.pipeline.InpaintPipe)
 CAT = f"{CATEGORY}/inpaint"
 NO_FEATURES = "none (guidance off)"
 TARGET = ("IMAGE", {"tooltip": "The synthesized target face whose attributes the repainted face takes (any size, "
@@ -126,7 +126,7 @@ class NullFaceInpaintPhoto:
     @cancellable
     def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,
                   keep_mask=None, audit_tries=0, **kwargs):
-        from ..nullface.regions import parse_regions
+        from ..nullface.faces.regions import parse_regions
         s = _settings(kwargs)
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), on_failure=on_failure,
                             on_no_face=on_no_face).validate()

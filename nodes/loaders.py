@@ -1,8 +1,8 @@
 """Loader nodes: one per model family, each returning a typed handle."""
 from __future__ import annotations
 
-from ..nullface.identity import load_face_models
-from ..nullface.models import load_pipe
+from ..nullface.faces.identity import load_face_models
+from ..nullface.models.sd15 import load_pipe
 
 from . import _memory, _paths
 from ._common import CATEGORY, FACE_MODELS, PIPE

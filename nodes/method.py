@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 
-from ..nullface import masks as M
-from ..nullface.identity import negate_identities
-from ..nullface.pipeline import anonymize_face, decode, embed_images, invert_images, sample_latents
-from ..nullface.settings import NullFaceSettings
+from ..nullface.diffusion import masks as M
+from ..nullface.faces.identity import negate_identities
+from ..nullface.methods.nullface.pipeline import anonymize_face, decode, embed_images, invert_images, sample_latents
+from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, Progress, cancellable
 

@@ -2,7 +2,7 @@
 
 These nodes plug into core ``SamplerCustomAdvanced``: the checkpoint, LoRAs and model patches the user
 already has, and ComfyUI's memory management (``--lowvram``, offloading, ``POST /free``), apply to them.
-The math lives in ``nullface.native``; ComfyUI is imported only inside functions (the pack imports without
+The math lives in ``nullface.methods.nullface.native``; ComfyUI is imported only inside functions (the pack imports without
 it), and the classes that subclass ComfyUI's are built on first use.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ import logging
 
 import torch
 
-from ..nullface import native as N
-from ..nullface.devices import pick_inversion_batch
-from ..nullface.models import FACEID_HINT, read_faceid
-from ..nullface.settings import NullFaceSettings
+from ..nullface.methods.nullface import native as N
+from ..nullface.models.devices import pick_inversion_batch
+from ..nullface.models.sd15 import FACEID_HINT, read_faceid
+from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from . import _paths
 from ._common import cancellable, CATEGORY, IDENTITY, step_callback

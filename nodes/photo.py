@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..nullface.crop import paste_face
-from ..nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
-from ..nullface.pipeline import crop_anonymizer, crop_audit
-from ..nullface.regions import REGIONS, face_landmarks, image_region_mask, region_mask
-from ..nullface.settings import NullFaceSettings
+from ..nullface.faces.crop import paste_face
+from ..nullface.privacy.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
+from ..nullface.methods.nullface.pipeline import crop_anonymizer, crop_audit
+from ..nullface.faces.regions import REGIONS, face_landmarks, image_region_mask, region_mask
+from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
                       masks_to_numpy, numpy_to_images)
@@ -192,7 +192,7 @@ class NullFaceAnonymizePhoto:
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
                   lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
                   feather=0.0):
-        from ..nullface.regions import parse_regions
+        from ..nullface.faces.regions import parse_regions
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed).validate()
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), grow=grow, feather=feather,
@@ -225,7 +225,7 @@ def photo_audit(node, face_models, audit_tries: int):
     per node and kept on it, plus ArcFace as a second opinion when buffalo_l is loaded."""
     if not audit_tries:
         return None
-    from ..nullface.audit import ArcFaceRecognizer, DlibRecognizer
+    from ..nullface.privacy.audit import ArcFaceRecognizer, DlibRecognizer
     if getattr(node, "_dlib", None) is None:
         node._dlib = DlibRecognizer()
     recognizers = [node._dlib]

@@ -2,11 +2,11 @@
 and one-node versions for aligned faces and whole photos."""
 from __future__ import annotations
 
-from ..nullface import revpers as R
-from ..nullface.photo import PhotoOptions
-from ..nullface.pipeline import embed_images
-from ..nullface.revpers import ReversePersonalizationSettings as RS
-from ..nullface.sdxl import load_revpers_pipe
+from ..nullface.methods.revpers import pipeline as R
+from ..nullface.privacy.photo import PhotoOptions
+from ..nullface.methods.nullface.pipeline import embed_images
+from ..nullface.methods.revpers.pipeline import ReversePersonalizationSettings as RS
+from ..nullface.models.sdxl import load_revpers_pipe
 
 from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
@@ -15,8 +15,8 @@ from .photo import NO_FACE, ON_FAILURE, photo_audit, photo_batch
 from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 
-RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.sdxl.SDXLPipe)
-RP_INVERSION = "REVPERS_INVERSION"     # nullface.revpers.RevPersInversion
+RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.models.sdxl.SDXLPipe)
+RP_INVERSION = "REVPERS_INVERSION"     # nullface.methods.revpers.pipeline.RevPersInversion
 CAT = f"{CATEGORY}/reverse personalization"
 _KIND = {int: "INT", float: "FLOAT", str: "STRING"}
 
@@ -177,7 +177,7 @@ class RevPersAnonymizePhoto:
     @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=0,
                   **kw):
-        from ..nullface.regions import parse_regions
+        from ..nullface.faces.regions import parse_regions
         s = _settings(**kw)
         opts = PhotoOptions(crop_size=s.crop_size, keep=parse_regions(keep), on_failure=on_failure,
                             on_no_face=on_no_face).validate()

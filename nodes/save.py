@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..nullface import saving as engine
+from ..nullface.privacy import saving as engine
 from ..nullface.errors import InputError
 
 from ._common import AUDIT, CATEGORY, images_to_numpy

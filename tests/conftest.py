@@ -74,7 +74,7 @@ def pack():
 
 
 def _insightface_image(name: str) -> Path:
-    from nullface.resources import package_dir
+    from nullface.models.resources import package_dir
     return package_dir("insightface") / "data" / "images" / name
 
 
@@ -109,5 +109,5 @@ def tiny(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def pipe(tiny):
     """The real loader on the tiny diffusers folder + FaceID .bin, on the CPU in float32."""
-    from nullface.models import load_pipe
+    from nullface.models.sd15 import load_pipe
     return load_pipe(tiny["sd15"], tiny["faceid_bin"], device="cpu", dtype="fp32")

@@ -14,7 +14,7 @@ def image(name: str) -> np.ndarray:
         from skimage import data
         arr = np.ascontiguousarray(data.astronaut())
     else:
-        from nullface.resources import package_dir
+        from nullface.models.resources import package_dir
         file = {"t1": "t1.jpg", "hanks": "Tom_Hanks_54745.png"}[name]
         arr = np.asarray(Image.open(package_dir("insightface") / "data" / "images" / file).convert("RGB"))
     arr.setflags(write=False)
@@ -23,7 +23,7 @@ def image(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def detector():
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     return DlibDetector()
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from nullface import audit as A
-from nullface.detect import DlibDetector
+from nullface.privacy import audit as A
+from nullface.faces.detect import DlibDetector
 from nullface.errors import InputError
-from nullface.settings import NullFaceSettings
+from nullface.methods.nullface.settings import NullFaceSettings
 
 
 def _detect(image: np.ndarray) -> list:
@@ -293,8 +293,8 @@ def test_identical_images_score_zero_through_the_cli_audit(t1_image, t1_faces, a
     """The CLI's and the photo node's audit (crop_audit) measures both crops with the same geometry, so
     an unchanged face scores a distance of about 0 (it measured 0.03-0.26 when the anonymized side's
     landmarks were re-fitted in the rotated crop's hull while the original kept the detected ones)."""
-    from nullface.crop import crop_face
-    from nullface.pipeline import crop_audit
+    from nullface.faces.crop import crop_face
+    from nullface.methods.nullface.pipeline import crop_audit
     fake = _FakeArcFace()
     audit = crop_audit([dlib_rec, A.ArcFaceRecognizer(fake)])
     for image, face in [(astronaut, astro_face)] + [(t1_image, f) for f in t1_faces]:

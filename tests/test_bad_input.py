@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nullface.cli import main
+from nullface.commands.cli import main
 from nullface.commands import anonymize as cmd
 from nullface.errors import InputError, ModelFileError
 from tests import faces_data as fd
@@ -27,9 +27,9 @@ def no_models(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the arguments were checked")
     monkeypatch.setattr(cmd, "build_anonymizer", refuse)
-    monkeypatch.setattr(cmd, "_detector", refuse)
-    import nullface.models
-    monkeypatch.setattr(nullface.models, "load_pipe", refuse)
+    monkeypatch.setattr(cmd, "detector_from_args", refuse)
+    import nullface.models.sd15
+    monkeypatch.setattr(nullface.models.sd15, "load_pipe", refuse)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_bad_options_exit_2_before_any_model(photo_dir, tmp_path, capsys, no_mod
 
 
 def test_pick_device_names_the_bad_device():
-    from nullface.devices import pick_device
+    from nullface.models.devices import pick_device
     for name in ("tpu9", "cuda:x", "meta", "xpu"):
         with pytest.raises(InputError, match="device"):
             pick_device(name)
@@ -201,7 +201,7 @@ def test_animated_gif_is_refused_per_file_and_every_file_is_listed(tmp_path, ast
 
 
 def test_cmyk_array_is_not_taken_as_rgba(astronaut):
-    from nullface.photo import anonymize_photo, detect_batch
+    from nullface.privacy.photo import anonymize_photo, detect_batch
     pil = Image.fromarray(astronaut).convert("CMYK")
     cmyk = np.asarray(pil)
     det = fd.detector()
@@ -218,12 +218,12 @@ def test_cmyk_array_is_not_taken_as_rgba(astronaut):
     assert res.image.shape == rgba.shape and np.all(res.image[..., 3] == 7)
     with pytest.raises(InputError, match="mode"):
         anonymize_photo(rgba, det, fd.invert, mode="BGRA")
-    from nullface.imageio import to_nhwc
+    from nullface.faces.imageio import to_nhwc
     assert to_nhwc(pil).shape == (1, 512, 512, 3)                            # a CMYK PIL image is RGB there too
 
 
 def test_empty_array_to_save_clean(tmp_path):
-    from nullface.saving import save_clean
+    from nullface.privacy.saving import save_clean
     for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 5), np.uint8), np.zeros((4, 0, 4), np.uint8)):
         with pytest.raises(InputError, match="empty"):
             save_clean(empty, tmp_path)
@@ -243,7 +243,7 @@ def sd_folder(tmp_path_factory):
 def test_truncated_diffusers_file_is_named(sd_folder, tmp_path, part, keep_bytes):
     import torch
 
-    from nullface.models import load_sd15
+    from nullface.models.sd15 import load_sd15
     broken = shutil.copytree(sd_folder, tmp_path / "tiny-sd15")
     f = broken / part
     data = f.read_bytes()
@@ -257,7 +257,7 @@ def test_truncated_diffusers_file_is_named(sd_folder, tmp_path, part, keep_bytes
 def test_truncated_torch_file_is_named(tmp_path):
     import torch
 
-    from nullface.models import check_weight_file
+    from nullface.models.files import check_weight_file
     good = tmp_path / "w.bin"
     torch.save({"w": torch.zeros(4000)}, good)
     check_weight_file(good)
@@ -332,8 +332,8 @@ def test_two_inputs_one_output_name(tmp_path, astronaut):
 
 # ------------------------------------------------------------------------------ one default everywhere
 def test_one_keep_default_everywhere():
-    from nullface.photo import PhotoOptions
-    from nullface.regions import DEFAULT_KEEP, parse_regions
+    from nullface.privacy.photo import PhotoOptions
+    from nullface.faces.regions import DEFAULT_KEEP, parse_regions
     from tests.conftest import pack_module
     assert PhotoOptions().keep == DEFAULT_KEEP == ("eyes", "mouth")
     assert parse_regions(parse("x", "-o", "y").keep) == DEFAULT_KEEP

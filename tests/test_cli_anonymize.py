@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nullface.cli import main
+from nullface.commands.cli import main
 
 METHOD = ["--steps", "10", "--t-skip", "7", "--crop-size", "64", "--device", "cpu", "--dtype", "fp32"]
 
@@ -69,7 +69,7 @@ def test_resume_skips_done_files_and_pass_policy_exits_zero(tiny, astronaut, tmp
     report = json.loads((out / "report.json").read_text())
     assert report["files"]["empty.png"]["status"] == "passed"
     assert report["totals"]["faces_anonymized"] >= 1
-    import nullface.photo as photo
+    import nullface.privacy.photo as photo
     calls = []
     monkeypatch.setattr(photo, "anonymize_photo", lambda *a, **k: calls.append(1))
     assert run_cli(tiny, src, out, "--on-no-face", "pass") == 0
@@ -83,9 +83,9 @@ def test_failed_face_policy_and_interrupt(tiny, astronaut, tmp_path, monkeypatch
     for n in ("a.png", "b.png", "c.png"):
         Image.fromarray(astronaut).save(src / n)
     out = tmp_path / "out"
-    from nullface.cli import build_parser
+    from nullface.commands.cli import build_parser
     args = build_parser().parse_args(["anonymize", str(src), "-o", str(out), "--checkpoint", "x", "--faceid", "y"])
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     det = DlibDetector()
     broken = lambda image, crops: [RuntimeError("boom")] * len(crops)  # noqa: E731
     assert cmd.run(args, anonymizer=broken, detector=det) == 1
@@ -111,7 +111,7 @@ def test_failed_face_policy_and_interrupt(tiny, astronaut, tmp_path, monkeypatch
 
 # ------------------------------------------------------------------ fast runs with a fake anonymizer
 def parse(*argv):
-    from nullface.cli import build_parser
+    from nullface.commands.cli import build_parser
     return build_parser().parse_args(["anonymize", *map(str, argv)])
 
 
@@ -336,7 +336,7 @@ def test_audit_retries_then_fails_closed(tiny, astronaut, tmp_path):
 
 
 def _args(src, out, *extra):
-    from nullface.cli import build_parser
+    from nullface.commands.cli import build_parser
     return build_parser().parse_args(["anonymize", str(src), "-o", str(out), "--checkpoint", "x", "--faceid", "y",
                                       *extra])
 
@@ -345,7 +345,7 @@ def test_ignored_faces_are_listed_and_make_the_exit_code_non_zero(tmp_path):
     """--min-face-size 99 on a crop of t1.jpg with a 108-px and a 90-px face: the small face is left as it
     is, listed with its box and reason, and the run exits 3 unless --allow-ignored-faces."""
     from nullface.commands import anonymize as cmd
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     from tests import faces_data as fd
     src = tmp_path / "in"
     src.mkdir()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nullface.crop import crop_face, crop_matrix, paste_face, paste_faces, region_in_image, region_weights
-from nullface.detect import DetectedFace
+from nullface.faces.crop import crop_face, crop_matrix, paste_face, paste_faces, region_in_image, region_weights
+from nullface.faces.detect import DetectedFace
 from nullface.errors import InputError
 from tests import faces_data as fd
 

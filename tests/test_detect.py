@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from nullface.detect import (DetectedFace, DlibDetector, InsightFaceDetector, find_scrfd_folder, kps_from_68,
+from nullface.faces.detect import (DetectedFace, DlibDetector, InsightFaceDetector, find_scrfd_folder, kps_from_68,
                              make_detector, select_faces, split_ignored)
 from nullface.errors import InputError, ModelFileError
 from tests import faces_data as fd

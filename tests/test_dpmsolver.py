@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from nullface.dpmsolver import (dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps, noised_latents,
+from nullface.diffusion.dpmsolver import (dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps, noised_latents,
                                 sample_dpmpp_2m_sde)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from nullface import evaluate as E
-from nullface.audit import DlibLandmarker
+from nullface.privacy import evaluate as E
+from nullface.privacy.audit import DlibLandmarker
 from nullface.errors import InputError, MissingDependencyError
 
 ASTRO_FACE = (175, 76, 265, 166)     # dlib's box of Eileen Collins' face in skimage's astronaut
@@ -51,7 +51,7 @@ def folders(tmp_path_factory, astronaut, t1_image):
 def _run_eval(argv):
     """The eval command through the package CLI when every command exists, else through its own parser."""
     if importlib.util.find_spec("nullface.commands.anonymize") is not None:
-        from nullface.cli import main
+        from nullface.commands.cli import main
         return main(["eval", *argv])
     from nullface.commands import eval as ev
     parser = argparse.ArgumentParser()
@@ -249,8 +249,8 @@ def test_byte_identical_background_scores_as_identical(astronaut, t1_image, land
     """The background is everything outside the region the photo path actually pastes: an output whose
     background is byte-identical scores 100 dB and SSIM 1 (it scored about 34 dB when the background was
     taken as the face boxes grown by 25 %, smaller than the paste region)."""
-    from nullface.detect import DlibDetector
-    from nullface.photo import anonymize_photo
+    from nullface.faces.detect import DlibDetector
+    from nullface.privacy.photo import anonymize_photo
     det = DlibDetector()
     invert = lambda image, crops: [255 - c.image for c in crops]  # noqa: E731
     for image in (astronaut, t1_image):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nullface.align import ARCFACE_TEMPLATE, arcface_crop, similarity_transform
+from nullface.faces.align import ARCFACE_TEMPLATE, arcface_crop, similarity_transform
 from nullface.errors import InputError, ModelFileError
-from nullface.identity import (ArcFace, find_buffalo, negate_identities, negate_identity, null_identity,
+from nullface.faces.identity import (ArcFace, find_buffalo, negate_identities, negate_identity, null_identity,
                                rotate_within_angle)
 
 
@@ -99,7 +99,7 @@ def test_wrong_onnx_kind_is_refused(tmp_path):
 def test_providers_are_chosen_from_those_installed_and_logged(tiny, caplog):
     import onnxruntime
     from nullface.errors import MissingDependencyError
-    from nullface.onnx import choose_providers
+    from nullface.models.onnx import choose_providers
     available = onnxruntime.get_available_providers()
     auto = choose_providers("auto")
     assert auto and set(auto) <= set(available) and auto[-1] == "CPUExecutionProvider"
@@ -114,7 +114,7 @@ def test_providers_are_chosen_from_those_installed_and_logged(tiny, caplog):
 
 def test_device_and_dtype_choice():
     import torch
-    from nullface.devices import pick_device, pick_dtype
+    from nullface.models.devices import pick_device, pick_dtype
     dev = pick_device("auto")
     assert dev.type in ("cuda", "mps", "cpu")
     assert pick_dtype(torch.device("cuda"), "auto") == torch.float16

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from nullface.attribute_guidance import attribute_gradient, corrected_step, feature_loss
+from nullface.methods.inpaint.guidance import attribute_gradient, corrected_step, feature_loss
 from nullface.errors import InputError, ModelFileError
-from nullface.inpaint import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
-from nullface.inpaint_pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
+from nullface.methods.inpaint.sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
+from nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
 from tests.inpaint_models import build_inpaint_models, farl_state_dict
 
 FAST = InpaintSettings(steps=5)
@@ -173,7 +173,7 @@ def openai_clip_visual(sd: dict, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_farl_file_converts_to_the_same_network(files):
-    from nullface.farl import load_farl
+    from nullface.models.farl import load_farl
     phi = load_farl(files["farl"])
     x = torch.rand(2, 3, 32, 32) * 2 - 1                                 # the tiny tower's native size
     with torch.no_grad():
@@ -184,7 +184,7 @@ def test_farl_file_converts_to_the_same_network(files):
 
 
 def test_wrong_feature_file_is_refused(tmp_path):
-    from nullface.farl import load_farl
+    from nullface.models.farl import load_farl
     bad = tmp_path / "not_farl.pth"
     torch.save({"state_dict": {"weight": torch.zeros(3)}}, str(bad))
     with pytest.raises(ModelFileError, match="FaRL"):
@@ -205,8 +205,8 @@ def test_single_files_load_offline_as_the_folder(files):
 
 def test_shipped_inpainting_config_is_sd15_with_nine_channels():
     import json
-    from nullface.inpaint_pipeline import INPAINT_CONFIG_DIR
-    from nullface.models import CONFIG_DIR
+    from nullface.methods.inpaint.pipeline import INPAINT_CONFIG_DIR
+    from nullface.models.sd15 import CONFIG_DIR
     ours = json.loads((INPAINT_CONFIG_DIR / "unet" / "config.json").read_text())
     sd15 = json.loads((CONFIG_DIR / "unet" / "config.json").read_text())
     assert ours.pop("in_channels") == 9 and sd15.pop("in_channels") == 4 and ours == sd15
@@ -230,7 +230,7 @@ def test_wrong_model_kinds_are_refused_with_what_they_are(files, tmp_path):
     with pytest.raises(ModelFileError, match="SDXL"):
         load_inpaint_pipe(save_sdxl_like_checkpoint(plain, tmp_path / "xl.safetensors"), device="cpu", dtype="fp32")
     # and the NullFace loader refuses the inpainting file
-    from nullface.models import load_sd15
+    from nullface.models.sd15 import load_sd15
     with pytest.raises(ModelFileError, match="inpainting"):
         load_sd15(files["safetensors"], torch.device("cpu"), torch.float32, config_dir=files["folder"])
 
@@ -279,7 +279,7 @@ def test_clear_errors(pipe):
 
 
 def test_photo_pipeline_keeps_every_pixel_outside_the_faces(pipe):
-    from nullface.photo import PhotoOptions, anonymize_photo
+    from nullface.privacy.photo import PhotoOptions, anonymize_photo
     from tests import faces_data as fd
     from tests.test_photo import allowed_region
     img = fd.image("astronaut")
@@ -295,7 +295,7 @@ def test_photo_pipeline_keeps_every_pixel_outside_the_faces(pipe):
 
 def test_photo_pipeline_fails_closed_when_the_method_fails(pipe):
     from nullface.errors import FaceFailedError
-    from nullface.photo import PhotoOptions, anonymize_photo
+    from nullface.privacy.photo import PhotoOptions, anonymize_photo
     from tests import faces_data as fd
     no_phi = dataclasses.replace(pipe, features=None)                   # guidance on, no extractor
     img = fd.image("astronaut")
@@ -313,7 +313,7 @@ def test_shipped_inpainting_unet_config_matches_the_real_checkpoint_layout():
     from diffusers import UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
 
-    from nullface.inpaint_pipeline import INPAINT_CONFIG_DIR
+    from nullface.methods.inpaint.pipeline import INPAINT_CONFIG_DIR
     from tests import ldm_checkpoint as ldm
     ucfg = dict(UNet2DConditionModel.load_config(str(INPAINT_CONFIG_DIR), subfolder="unet", local_files_only=True))
     with torch.device("meta"):

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from nullface.inversion import invert, sample_noisy_latents
-from nullface.sampler import sample_nullface
-from nullface.schedule import posterior_mean, schedule_from_config, sd15_schedule
+from nullface.diffusion.inversion import invert, sample_noisy_latents
+from nullface.methods.nullface.sampler import sample_nullface
+from nullface.diffusion.schedule import posterior_mean, schedule_from_config, sd15_schedule
 
-CONFIG = json.load(open("nullface/configs/sd15/scheduler/scheduler_config.json"))
+CONFIG = json.load(open("nullface/models/configs/sd15/scheduler/scheduler_config.json"))
 
 
 class FakeUNet:

@@ -1,4 +1,4 @@
-"""The native path's math (nullface.native), without ComfyUI.
+"""The native path's math (nullface.methods.nullface.native), without ComfyUI.
 
 What needs a real ComfyUI (the MODEL patch, the SAMPLER and GUIDER inside SamplerCustomAdvanced, POST /free)
 is checked by hand with benchmarks/native_vs_engine.py; here: the sigma table, k-diffusion's DDPM step and the
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from nullface import native as N
-from nullface.inversion import invert
-from nullface.masks import latent_mask
-from nullface.sampler import sample_nullface
-from nullface.schedule import posterior_mean, sd15_schedule
+from nullface.methods.nullface import native as N
+from nullface.diffusion.inversion import invert
+from nullface.diffusion.masks import latent_mask
+from nullface.methods.nullface.sampler import sample_nullface
+from nullface.diffusion.schedule import posterior_mean, sd15_schedule
 
 TABLE = N.sd15_sigmas()
 
@@ -234,7 +234,7 @@ def _diffusers_order(unet) -> list[str]:
 
 def test_faceid_layer_order_is_diffusers_attn_processors_order():
     from diffusers import UNet2DConditionModel
-    from nullface.models import CONFIG_DIR
+    from nullface.models.sd15 import CONFIG_DIR
     from tests.tiny_models import tiny_unet
     tiny = _diffusers_order(tiny_unet())
     assert N.faceid_layer_order(reversed(tiny)) == tiny
@@ -247,7 +247,7 @@ def test_faceid_layer_order_is_diffusers_attn_processors_order():
 
 def test_faceid_lora_uses_every_lora_weight_on_modules_that_exist(tiny):
     from diffusers import UNet2DConditionModel
-    from nullface.models import read_faceid
+    from nullface.models.sd15 import read_faceid
     sd = read_faceid(tiny["faceid_bin"])
     unet = UNet2DConditionModel.from_pretrained(str(tiny["sd15"] / "unet"))
     layers = _diffusers_order(unet)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from nullface.audit import ImageAudit, default_detector
+from nullface.privacy.audit import ImageAudit, default_detector
 from nullface.errors import InputError
 from tests.conftest import pack_module
 

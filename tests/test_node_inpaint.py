@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nullface.errors import ModelFileError
-from nullface.identity import FaceModels
-from nullface.inpaint import InpaintSettings
+from nullface.faces.identity import FaceModels
+from nullface.methods.inpaint.sampler import InpaintSettings
 from tests import faces_data as fd
 from tests.inpaint_models import build_inpaint_models
 
@@ -96,7 +96,7 @@ def test_photo_node_audit_fails_closed(mod, pipe, monkeypatch):
     from tests.conftest import pack_module
     monkeypatch.setattr(pack_module("nodes.photo"), "crop_audit",       # the photo nodes' shared audit setup
                         lambda recognizers: (lambda original, result, crop: Always()))
-    import nullface.audit as au
+    import nullface.privacy.audit as au
     monkeypatch.setattr(au, "DlibRecognizer", lambda *a, **k: object())
     models = FaceModels(detector=fd.FixedDetector(fd.faces("astronaut")[:1]), arcface=None)
     img = torch.from_numpy(fd.image("astronaut")[None].astype(np.float32) / 255)
@@ -115,8 +115,8 @@ def test_cli_method_inpaint_end_to_end(files, tmp_path, capsys):
 
     from PIL import Image
 
-    from nullface.cli import main
-    from nullface.crop import crop_face, region_in_image
+    from nullface.commands.cli import main
+    from nullface.faces.crop import crop_face, region_in_image
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     img = fd.image("astronaut")
@@ -139,7 +139,7 @@ def test_cli_method_inpaint_end_to_end(files, tmp_path, capsys):
 def test_cli_method_inpaint_refuses_a_plain_sd15(tmp_path, capsys):
     from PIL import Image
 
-    from nullface.cli import main
+    from nullface.commands.cli import main
     from tests.tiny_models import save_sd15_folder
     plain = save_sd15_folder(tmp_path / "plain")
     Image.fromarray(fd.image("astronaut")).save(tmp_path / "a.png")
@@ -154,7 +154,7 @@ def test_cli_method_inpaint_audit_retries_with_the_next_seed_then_fails_closed(f
 
     from PIL import Image
 
-    from nullface.cli import main
+    from nullface.commands.cli import main
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     Image.fromarray(fd.image("astronaut")).save(src / "a.png")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nullface.identity import FaceModels
+from nullface.faces.identity import FaceModels
 from tests import faces_data as fd
 
 PHOTO_NODES = ("NullFaceDetectFaces", "NullFaceCropFaces", "NullFaceFaceRegionMask", "NullFacePasteFaces")
@@ -68,7 +68,7 @@ def test_detect_crop_mask_paste(photo, models):
     changed = (pasted - image).abs().amax(-1) > 0
     assert changed.any() and changed.float().mean() < 0.25
     allowed = torch.zeros_like(changed)
-    from nullface.crop import region_in_image
+    from nullface.faces.crop import region_in_image
     for i, c in info:
         allowed[i] |= torch.from_numpy(region_in_image((512, 512), c))
     assert not (changed & ~allowed).any()

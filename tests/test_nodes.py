@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from nullface.align import ARCFACE_TEMPLATE
-from nullface.detect import DetectedFace
-from nullface.identity import ArcFace, FaceModels, find_buffalo
+from nullface.faces.align import ARCFACE_TEMPLATE
+from nullface.faces.detect import DetectedFace
+from nullface.faces.identity import ArcFace, FaceModels, find_buffalo
 from tests.fake_comfy import fake_comfy  # noqa: F401  (fixture)
 
 SOCKET_ONLY = {"IMAGE", "MASK", "LATENT"}
@@ -153,7 +153,7 @@ def test_cancel_stops_within_one_step(monkeypatch, pack, tiny, face_models, imag
 
 
 def test_photo_nodes_end_to_end(pack, tiny, astronaut):
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     fm = FaceModels(detector=DlibDetector(), arcface=ArcFace(find_buffalo(tiny["insightface_root"]) /
                                                                 "w600k_r50.onnx"))
     image = torch.from_numpy(np.stack([astronaut, astronaut[:, ::-1].copy()]).astype(np.float32) / 255)
@@ -186,7 +186,7 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
 def test_photo_nodes_list_and_count_faces_ignored_by_the_minimum_size(pack, tiny, astronaut):
     """The face models' min_face_size leaves small faces out: the nodes count them and the report lists
     each with its box and reason (before, they vanished from the detector's list unreported)."""
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     sizes = sorted(f.size for f in DlibDetector().detect(astronaut))
     assert len(sizes) == 2 and sizes[0] < sizes[1]
     fm = FaceModels(detector=DlibDetector(min_size=(sizes[0] + sizes[1]) / 2),
@@ -203,7 +203,7 @@ def test_photo_nodes_list_and_count_faces_ignored_by_the_minimum_size(pack, tiny
 
 
 def test_anonymize_photo_node_reports_the_audit(pack, tiny, astronaut):
-    from nullface.detect import DlibDetector
+    from nullface.faces.detect import DlibDetector
     fm = FaceModels(detector=DlibDetector(), arcface=ArcFace(find_buffalo(tiny["insightface_root"]) /
                                                                 "w600k_r50.onnx"))
     image = torch.from_numpy(astronaut[None].astype(np.float32) / 255)

@@ -29,10 +29,10 @@ def test_pyproject_and_requirements_agree_and_leave_torch_and_onnxruntime_to_the
 def test_package_data_ships_the_offline_sd15_configs():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = meta["tool"]["setuptools"]["package-data"]["nullface"]
-    cfg = ROOT / "nullface" / "configs" / "sd15"
+    cfg = ROOT / "nullface" / "models" / "configs" / "sd15"
     files = [p.relative_to(ROOT / "nullface").as_posix() for p in cfg.rglob("*") if p.is_file()]
-    assert {"configs/sd15/tokenizer/vocab.json", "configs/sd15/tokenizer/merges.txt",
-            "configs/sd15/unet/config.json", "configs/sd15/model_index.json"} <= set(files)
+    assert {"models/configs/sd15/tokenizer/vocab.json", "models/configs/sd15/tokenizer/merges.txt",
+            "models/configs/sd15/unet/config.json", "models/configs/sd15/model_index.json"} <= set(files)
     import fnmatch
     for f in files:
         assert any(fnmatch.fnmatch(f, p.replace("**/", "*")) for p in patterns), f

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nullface.crop import crop_face, region_in_image
-from nullface.detect import DetectedFace, DlibDetector
+from nullface.faces.crop import crop_face, region_in_image
+from nullface.faces.detect import DetectedFace, DlibDetector
 from nullface.errors import FaceFailedError, InputError, NoFaceError
-from nullface.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch
-from nullface.policy import apply_failure, no_face, obscure
-from nullface.regions import parse_regions
+from nullface.privacy.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch
+from nullface.privacy.policy import apply_failure, no_face, obscure
+from nullface.faces.regions import parse_regions
 from tests import faces_data as fd
 from tests.faces_data import FixedDetector, failing, identity, invert
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from nullface.errors import InputError, ModelFileError
-from nullface.identity import negate_identities
-from nullface.models import load_pipe, read_faceid
-from nullface.denoiser import PipeDenoiser
-from nullface.masks import latent_mask
-from nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents)
-from nullface.inversion import invert
-from nullface.sampler import sample_nullface
-from nullface.schedule import schedule_from_config
-from nullface.settings import NullFaceSettings
+from nullface.faces.identity import negate_identities
+from nullface.models.sd15 import load_pipe, read_faceid
+from nullface.methods.nullface.denoiser import PipeDenoiser
+from nullface.diffusion.masks import latent_mask
+from nullface.methods.nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents)
+from nullface.diffusion.inversion import invert
+from nullface.methods.nullface.sampler import sample_nullface
+from nullface.diffusion.schedule import schedule_from_config
+from nullface.methods.nullface.settings import NullFaceSettings
 
 SIZE = 64
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nullface.crop import crop_face
+from nullface.faces.crop import crop_face
 from nullface.errors import InputError
-from nullface.regions import (REGIONS, anonymize_mask, combine_external, crop_anonymize_mask, external_to_crop,
+from nullface.faces.regions import (REGIONS, anonymize_mask, combine_external, crop_anonymize_mask, external_to_crop,
                               image_region_mask, parse_regions, region_mask)
 from tests import faces_data as fd
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from nullface import revpers as R
+from nullface.methods.revpers import pipeline as R
 from nullface.errors import InputError, ModelFileError
-from nullface.revpers import ReversePersonalizationSettings as S
+from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as S
 
 SIZE = 64          # pixels; the tiny VAE makes 8x8 latents
 
@@ -24,7 +24,7 @@ def tiny_xl(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def xl(tiny_xl):
-    from nullface.sdxl import load_revpers_pipe
+    from nullface.models.sdxl import load_revpers_pipe
     return load_revpers_pipe(tiny_xl["sdxl"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp32")
 
 
@@ -175,10 +175,10 @@ def test_crops_keep_mask_blends_the_input_back(xl, face):
 
 # ------------------------------------------------------------------------------------------- loading
 def test_single_file_sdxl_loads_with_the_same_weights(tiny_xl, tmp_path):
-    from nullface.sdxl import load_sdxl
+    from nullface.models.sdxl import load_sdxl
     from tests.sdxl_checkpoint import save_sdxl_checkpoint
     ckpt = save_sdxl_checkpoint(tiny_xl["sdxl"], tmp_path / "tiny_sdxl.safetensors")
-    cfg = tmp_path / "cfg"               # the tiny model's configs in the layout of nullface/configs/sdxl
+    cfg = tmp_path / "cfg"               # the tiny model's configs in the layout of nullface/models/configs/sdxl
     for sub in ("unet", "vae", "text_encoder", "text_encoder_2", "scheduler"):
         shutil.copytree(tiny_xl["sdxl"] / sub, cfg / sub, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     shutil.copy(tiny_xl["sdxl"] / "model_index.json", cfg)
@@ -192,14 +192,14 @@ def test_single_file_sdxl_loads_with_the_same_weights(tiny_xl, tmp_path):
 
 
 def test_fp16_keeps_the_vae_in_fp32(tiny_xl):
-    from nullface.sdxl import load_revpers_pipe
+    from nullface.models.sdxl import load_revpers_pipe
     p = load_revpers_pipe(tiny_xl["sdxl"], tiny_xl["faceid_sdxl"], device="cpu", dtype="fp16")
     assert p.unet.dtype == torch.float16 and next(p.vae.parameters()).dtype == torch.float32
 
 
 def test_shipped_sdxl_configs_are_the_real_architecture():
     from diffusers import UNet2DConditionModel
-    from nullface.sdxl import CONFIG_DIR
+    from nullface.models.sdxl import CONFIG_DIR
     cfg = json.loads((CONFIG_DIR / "unet" / "config.json").read_text())
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(cfg)
@@ -208,7 +208,7 @@ def test_shipped_sdxl_configs_are_the_real_architecture():
 
 
 def test_wrong_model_files_are_named(tiny, tiny_xl, tmp_path):
-    from nullface.sdxl import load_revpers_pipe
+    from nullface.models.sdxl import load_revpers_pipe
     from tests.ldm_checkpoint import save_inpainting_checkpoint, save_ldm_checkpoint
     sd15_file = save_ldm_checkpoint(tiny["sd15"], tmp_path / "v1-5.safetensors")
     with pytest.raises(ModelFileError, match="Stable Diffusion 1.x"):
@@ -230,7 +230,7 @@ def test_wrong_model_files_are_named(tiny, tiny_xl, tmp_path):
 
 
 def test_sdxl_single_file_variants_are_refused(tiny_xl, tmp_path):
-    from nullface.sdxl import check_sdxl_checkpoint
+    from nullface.models.sdxl import check_sdxl_checkpoint
     from tests.ldm_checkpoint import UNET_PREFIX, write_checkpoint
     from tests.sdxl_checkpoint import sdxl_state_dict
     sd = sdxl_state_dict(tiny_xl["sdxl"])
@@ -249,8 +249,8 @@ def test_sdxl_single_file_variants_are_refused(tiny_xl, tmp_path):
 def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, tiny, astronaut):
     """Whole photos go through NullFace's photo pipeline; a face the audit still links fails closed."""
     from nullface.errors import FaceFailedError
-    from nullface.identity import load_face_models
-    from nullface.photo import PhotoOptions, anonymize_photo
+    from nullface.faces.identity import load_face_models
+    from nullface.privacy.photo import PhotoOptions, anonymize_photo
 
     class Verdict:
         passed = False

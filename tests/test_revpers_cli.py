@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nullface.cli import main
+from nullface.commands.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from nullface.identity import ArcFace, FaceModels, find_buffalo
+from nullface.faces.identity import ArcFace, FaceModels, find_buffalo
 from tests.test_nodes import TemplateDetector
 
 
 @pytest.fixture(scope="module")
 def xl(tmp_path_factory):
-    from nullface.sdxl import load_revpers_pipe
+    from nullface.models.sdxl import load_revpers_pipe
     from tests.tiny_sdxl import build_sdxl
     paths = build_sdxl(tmp_path_factory.mktemp("xl"))
     return load_revpers_pipe(paths["sdxl"], paths["faceid_sdxl"], device="cpu", dtype="fp32")
@@ -29,7 +29,7 @@ def node(pack, name):
 
 
 def test_widgets_carry_the_settings_defaults(pack):
-    from nullface.revpers import ReversePersonalizationSettings as RS
+    from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as RS
     spec = pack.NODE_CLASS_MAPPINGS["RevPersInversion"].INPUT_TYPES()["required"]
     assert spec["guidance_scale"][1]["default"] == RS().guidance_scale == -10.0
     assert spec["skip"][1]["max"] == RS.spec("skip")["max"]
@@ -51,7 +51,7 @@ def test_inversion_then_sampler_nodes(pack, xl, face_models):
 
 
 def test_photo_node_anonymizes_and_reports(pack, xl, tiny, astronaut):
-    from nullface.identity import load_face_models
+    from nullface.faces.identity import load_face_models
     fm = load_face_models(tiny["insightface_root"], detector="dlib")
     image = torch.from_numpy(astronaut.astype(np.float32) / 255.0)[None]
     out, report, count, ignored = node(pack, "RevPersAnonymizePhoto")(

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from nullface.errors import ModelFileError
-from nullface.identity import ArcFace, FaceModels, find_buffalo
-from nullface.inversion import invert
-from nullface.models import load_pipe
-from nullface.pipeline import anonymize_face, invert_latents
-from nullface.schedule import sd15_schedule
-from nullface.settings import NullFaceSettings
+from nullface.faces.identity import ArcFace, FaceModels, find_buffalo
+from nullface.diffusion.inversion import invert
+from nullface.models.sd15 import load_pipe
+from nullface.methods.nullface.pipeline import anonymize_face, invert_latents
+from nullface.diffusion.schedule import sd15_schedule
+from nullface.methods.nullface.settings import NullFaceSettings
 from tests import faces_data as fd
 from tests.fake_comfy import fake_comfy  # noqa: F401  (fixture)
 from tests.test_nodes import TemplateDetector
@@ -83,7 +83,7 @@ def test_inversion_calls_back_once_after_every_unet_call(batch, images):
 
 
 def test_inversion_batch_is_one_on_the_cpu_and_changes_nothing(pipe):
-    from nullface.devices import pick_inversion_batch
+    from nullface.models.devices import pick_inversion_batch
     assert pick_inversion_batch(torch.device("cpu")) == 1
     assert pick_inversion_batch(torch.device("cuda")) == 8 and pick_inversion_batch(torch.device("cpu"), 4) == 4
     x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
@@ -139,8 +139,8 @@ def test_photo_node_adds_audit_retries_to_the_total(pack, fake_comfy, pipe, arcf
         def __init__(self, *a, **k):
             self.name = "never"
 
-    import nullface.audit as audit_mod
-    from nullface.audit import FaceAudit
+    import nullface.privacy.audit as audit_mod
+    from nullface.privacy.audit import FaceAudit
 
     def audit_face(original, result, face, recognizers):
         return FaceAudit((0.0, 0.0, 1.0, 1.0), ())          # no recognizer passed it: fails, every try
@@ -263,7 +263,7 @@ def test_every_missing_model_file_is_listed_in_one_message(tmp_path):
     assert msg.startswith("2 model files are missing")
     assert "v1-5-pruned-emaonly.safetensors" in msg and "ip-adapter-faceid_sd15.bin" in msg
     assert "h94/IP-Adapter-FaceID" in msg and "stable-diffusion-v1-5" in msg
-    from nullface.models import check_model_files
+    from nullface.models.sd15 import check_model_files
     with pytest.raises(ModelFileError) as err:
         check_model_files(tmp_path / "a.safetensors", tmp_path / "b.bin", insightface_root=tmp_path)
     assert str(err.value).startswith("3 model files are missing") and "buffalo_l" in str(err.value)
@@ -276,7 +276,7 @@ def test_every_missing_model_file_is_listed_in_one_message(tmp_path):
 def test_loading_prints_no_expected_third_party_noise_and_mutes_nothing_else(tiny, tmp_path, capfd, kind):
     import logging
 
-    from nullface.quiet import EXPECTED
+    from nullface.models.quiet import EXPECTED
     from tests.ldm_checkpoint import save_ldm_checkpoint
     ckpt = tiny["sd15"] if kind == "diffusers folder" else save_ldm_checkpoint(tiny["sd15"], tmp_path / "m.safetensors")
     capfd.readouterr()
@@ -286,7 +286,7 @@ def test_loading_prints_no_expected_third_party_noise_and_mutes_nothing_else(tin
                   "Loading pipeline components", "Loading weights"):
         assert noise not in err, err[-2000:]
     # afterwards the same loggers say everything again: nothing stays muted for the rest of ComfyUI
-    from nullface.quiet import _Drop
+    from nullface.models.quiet import _Drop
     for name, text, _ in EXPECTED:
         assert not any(isinstance(f, _Drop) for f in logging.getLogger(name).filters)
     seen = []

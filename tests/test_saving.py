@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from nullface import saving
+from nullface.privacy import saving
 from nullface.errors import InputError
 
 SECRET = "Alice-Smith-SECRET"

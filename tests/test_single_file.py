@@ -1,7 +1,7 @@
 """Single-file SD1.5 checkpoints (the ComfyUI ``models/checkpoints`` layout) load offline and exactly.
 
 A tiny random-weight SD1.5-architecture diffusers folder is written as one original-layout (CompVis/ldm)
-checkpoint, as .safetensors and as .ckpt, and loaded through ``nullface.models.load_sd15`` with the network
+checkpoint, as .safetensors and as .ckpt, and loaded through ``nullface.models.sd15.load_sd15`` with the network
 cut off. Every weight must equal the diffusers-folder load of the same model. Wrong files (inpainting,
 SDXL, corrupt, missing, unknown extension) must give a ModelFileError that says what is wrong.
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nullface.errors import ModelFileError
-from nullface.models import CONFIG_DIR, load_sd15
+from nullface.models.sd15 import CONFIG_DIR, load_sd15
 from tests import ldm_checkpoint as ldm
 from tests.tiny_models import save_sd15_folder
 
@@ -207,7 +207,7 @@ def test_other_block_layout_loads_exactly(files, offline, tmp_path):
 
 
 def test_shipped_config_folder_is_a_valid_single_file_config(offline):
-    """nullface/configs/sd15 holds what from_single_file(config=...) needs for SD1.5, readable offline."""
+    """nullface/models/configs/sd15 holds what from_single_file(config=...) needs for SD1.5, readable offline."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTokenizer
     cfg = str(CONFIG_DIR)

@@ -350,7 +350,7 @@ def test_workflows_are_generated_from_the_current_nodes(tmp_path):
 
 
 def test_the_workflows_use_the_paper_defaults():
-    from nullface.settings import NullFaceSettings
+    from nullface.methods.nullface.settings import NullFaceSettings
     d = NullFaceSettings()
     api = _read(WORKFLOWS / "api" / "nullface_full_face.json")
     by_type = {n["class_type"]: n["inputs"] for n in api.values()}
@@ -406,7 +406,7 @@ def test_no_example_writes_the_original_unless_the_user_unmutes_it(path):
 
 
 def test_the_inpainting_workflow_repaints_the_face_towards_a_target_at_the_defaults():
-    from nullface.inpaint import InpaintSettings
+    from nullface.methods.inpaint.sampler import InpaintSettings
     api = _read(WORKFLOWS / "api" / "nullface_inpaint_attribute_guidance.json")
     node = next(n for n in api.values() if n["class_type"] == "NullFaceInpaintAnonymize")
     d = InpaintSettings()

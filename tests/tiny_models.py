@@ -18,7 +18,7 @@ import torch
 CROSS = 32          # cross-attention width (768 in SD1.5)
 TOKENS = 4          # FaceID identity tokens
 LORA_RANK = 4       # 128 in the real file
-CONFIGS = Path(__file__).resolve().parents[1] / "nullface" / "configs" / "sd15"
+CONFIGS = Path(__file__).resolve().parents[1] / "nullface" / "models" / "configs" / "sd15"
 
 
 def tiny_unet(in_channels: int = 4, seed: int = 0):

@@ -40,11 +40,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _recognizers(args, landmarker) -> list:
-    from ..audit import ArcFaceRecognizer, DlibRecognizer
+    from ..privacy.audit import ArcFaceRecognizer, DlibRecognizer
     recs = [DlibRecognizer(landmarker)]
     if args.insightface_root is not None:
         from ..errors import ModelFileError
-        from ..identity import ArcFace, find_buffalo
+        from ..faces.identity import ArcFace, find_buffalo
         try:
             folder = find_buffalo(args.insightface_root)
             recs.append(ArcFaceRecognizer(ArcFace(folder / "w600k_r50.onnx")))
@@ -54,9 +54,9 @@ def _recognizers(args, landmarker) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audit import DlibLandmarker, default_detector
+    from ..privacy.audit import DlibLandmarker, default_detector
     from ..errors import NullFaceError
-    from ..evaluate import contact_sheet, evaluate_folders, format_table, write_csv
+    from ..privacy.evaluate import contact_sheet, evaluate_folders, format_table, write_csv
 
     if not 32 <= args.thumb <= 512 or args.max_rows < 0 or not 0 <= args.margin <= 2 or args.amplify <= 0:
         print("error: --thumb must be 32..512, --max-rows >= 0, --margin 0..2 and --amplify > 0")

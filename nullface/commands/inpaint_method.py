@@ -1,6 +1,6 @@
 """``anonymize --method inpaint``: SD1.5 inpainting with attribute guidance (papers/000) for the CLI.
 
-Its flags derive from ``nullface.inpaint.InpaintSettings`` (defaults, help); ``--seed`` and ``--prompt``
+Its flags derive from ``nullface.methods.inpaint.sampler.InpaintSettings`` (defaults, help); ``--seed`` and ``--prompt``
 are shared with NullFace, ``--checkpoint`` names the SD1.5 *inpainting* file.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _dest(name: str) -> str:
 
 
 def add_arguments(p) -> None:
-    from ..inpaint import InpaintSettings
+    from ..methods.inpaint.sampler import InpaintSettings
     g = p.add_argument_group("inpainting method (--method inpaint; papers/000, the authors' defaults)")
     g.add_argument("--target", metavar="IMAGE", help="the synthesized target face whose attributes the repainted "
                                                      "faces take (required with guidance on)")
@@ -33,17 +33,18 @@ def add_arguments(p) -> None:
 
 
 def settings_from(args):
-    from ..inpaint import InpaintSettings
+    from ..methods.inpaint.sampler import InpaintSettings
     values = {f.name: getattr(args, _dest(f.name)) for f in fields(InpaintSettings) if f.name not in SKIPPED}
     return InpaintSettings(**values).validate()
 
 
 def build_anonymizer(args):
-    """(anonymizer, detector) for ``nullface.photo.anonymize_photo``, models loaded once."""
+    """(anonymizer, detector) for ``nullface.privacy.photo.anonymize_photo``, models loaded once."""
     from ..errors import InputError
-    from ..inpaint_pipeline import inpaint_crop_anonymizer, load_inpaint_pipe
-    from ..photo import as_rgb
-    from .anonymize import _detector, read_image
+    from ..methods.inpaint.pipeline import inpaint_crop_anonymizer, load_inpaint_pipe
+    from ..privacy.photo import as_rgb
+    from ..faces.imageio import read_image
+    from .options import detector_from_args
     settings = settings_from(args)
     if not args.checkpoint:
         raise InputError("--checkpoint required: the SD1.5 inpainting checkpoint (sd-v1-5-inpainting.ckpt)")
@@ -56,12 +57,12 @@ def build_anonymizer(args):
             target = as_rgb(read_image(Path(args.target)))[0]
         except Exception as exc:
             raise InputError(f"the target image '{args.target}' cannot be read ({exc})") from None
-    detector = _detector(args)
+    detector = detector_from_args(args)
     pipe = load_inpaint_pipe(args.checkpoint, args.features if settings.guided else None, device=args.device,
                              dtype=args.dtype)
     audit = None
     if args.audit:
-        from ..audit import DlibRecognizer
-        from ..pipeline import crop_audit
+        from ..privacy.audit import DlibRecognizer
+        from ..methods.nullface.pipeline import crop_audit
         audit = crop_audit([DlibRecognizer(threshold=args.audit_threshold)])
     return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector

@@ -1,0 +1,37 @@
+"""NullFace sampling: dual-path identity guidance over DDPM-inversion noise (paper eqs. 3 and 4)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from ...diffusion.schedule import Schedule, posterior_mean
+
+# eps_dual(x [B,4,h,w], t) -> (ε(x_t, c_id), ε(x_t, ∅)), both paths in one call
+DualDenoiser = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@torch.no_grad()
+def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, schedule: Schedule, first: int,
+                    lambda_cfg: float, mask: Optional[torch.Tensor] = None, mask_delay: int = 0,
+                    callback: Optional[Callable[[dict], None]] = None) -> torch.Tensor:
+    """NullFace reverse process from step ``first`` (= T_skip) with the inverted noise maps ``zs``.
+
+    x: x_t at step ``first``; zs[i] is z for step first + i; mask M (1 = anonymize) at latent size,
+    applied from running step ``mask_delay`` on (a count of steps: ``NullFaceSettings.mask_delay_steps``).
+    ``callback(info)`` runs after every step (one UNet call): ``{"phase": "sample", "i", "total", "x",
+    "steps": 1, "batch": images}``.
+    """
+    for i, k in enumerate(range(first, schedule.steps)):
+        dev = x.device
+        a, ap, s = schedule.abar[k].to(dev), schedule.abar_prev[k].to(dev), schedule.sigma[k].to(dev)
+        t = schedule.timesteps[k].to(dev).repeat(x.shape[0])
+        eps_id, eps_null = eps_dual(x, t)                               # ε(x_t, c_id), ε(x_t, ∅)
+        eps = lambda_cfg * eps_id + (1 - lambda_cfg) * eps_null         # eq. 3: ε̂
+        if mask is not None and i >= mask_delay:
+            eps = mask * eps + (1 - mask) * eps_null                    # eq. 4: ε̃
+        x = posterior_mean(x, eps, a, ap, s) + s * zs[i]                # x_{t-1} = μ_t(ε) + σ_t z_t
+        if callback is not None:
+            callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x, "steps": 1,
+                      "batch": x.shape[0]})
+    return x

@@ -1,0 +1,317 @@
+"""Reverse Personalization (papers/002): null-identity DPM-Solver++ inversion, then negative identity guidance.
+
+1. **Invert** the face with DPM-Solver++(2M) SDE (``nullface.diffusion.dpmsolver``) on the *null identity* path: a zero
+   identity vector through IP-Adapter FaceID SDXL, the empty prompt, and the initial attribute condition
+   c_attr (SDXL's zeroed empty negative prompt), recording the noise maps z_i.
+2. **Sample** the same steps with the same z_i, the attribute prompt updated to ĉ_attr and the identity
+   e (ArcFace) on the identity path, with a *negative* guidance scale w (classifier-free guidance form):
+
+       ε̂ = ε(x_t, ĉ_attr, ∅) + w · (ε(x_t, "", λ_id e) − ε(x_t, ĉ_attr, ∅)),   w < 0
+
+   so the sample moves away from the identity e and towards the attributes ĉ_attr. With e = 0 and
+   ĉ_attr = c_attr the sampler replays the inversion and returns the input exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ...diffusion.dpmsolver import (DPMInversion, DPMSchedule, dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps,
+                        sample_dpmpp_2m_sde)
+from ...errors import InputError
+from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
+from ...faces.imageio import check_face_images, to_nhwc
+
+log = logging.getLogger("nullface")
+Callback = Optional[Callable[[dict], None]]
+
+
+def _p(default, help: str, **limits):
+    """A settings field carrying its help text and range (widgets and CLI flags are built from them)."""
+    return field(default=default, metadata={"help": help, **limits})
+
+
+@dataclass(frozen=True)
+class ReversePersonalizationSettings:
+    """Reverse Personalization parameters; the defaults are the authors' (see the README for each source)."""
+
+    steps: int = _p(100, "DPM-Solver++ steps of the inversion and of sampling (authors: 100).", min=1, max=1000)
+    skip: float = _p(0.7, "Fraction of the diffusion time skipped: the steps run from t = (1 - skip)·1000 - 1 "
+                          "down to 1. Higher keeps more of the input (authors: 0.7).", min=0.0, max=0.99, step=0.01)
+    guidance_scale: float = _p(-10.0, "Identity guidance w; negative steers away from the face's identity. "
+                                      "More negative = more anonymous, less faithful (authors: -10).",
+                               min=-30.0, max=30.0, step=0.5)
+    id_scale: float = _p(1.0, "λ_id: the identity condition is λ_id × the ArcFace embedding (authors: 1.0).",
+                         min=0.0, max=5.0, step=0.05)
+    ip_adapter_scale: float = _p(1.0, "IP-Adapter scale on both paths (authors: 1.0).", min=0.0, max=2.0, step=0.05)
+    prompt: str = _p("", "Attribute prompt ĉ_attr that replaces c_attr during reverse diffusion, e.g. "
+                         "'an elderly man'. Empty = plain anonymization.")
+    seed: int = _p(0, "Seed of the inversion noise (same seed, same output on the same device).",
+                   min=0, max=0xFFFFFFFF)
+    crop_size: int = _p(1024, "Face crop size the model works at in whole photos (SDXL's native 1024, "
+                              "the authors' face_image_size).", min=64, max=2048, step=8)
+    inversion_batch: int = _p(8, "UNet rows per batched inversion call (memory vs speed only; same result).",
+                              min=1, max=64)
+
+    @classmethod
+    def spec(cls, name: str) -> dict:
+        """default, help and range of one field."""
+        f = {x.name: x for x in dataclasses.fields(cls)}[name]
+        return {"default": f.default, **f.metadata}
+
+    def validate(self) -> "ReversePersonalizationSettings":
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InputError(f"{f.name} must be an integer, got {value!r}")
+            if isinstance(value, float) and not np.isfinite(value):
+                raise InputError(f"{f.name} must be a finite number, got {value!r}")
+            if "min" in meta and not meta["min"] <= value <= meta["max"]:
+                raise InputError(f"{f.name} must be in {meta['min']}..{meta['max']}, got {value!r}")
+        if self.crop_size % 8:
+            raise InputError(f"crop_size must be a multiple of 8, got {self.crop_size}")
+        return self
+
+    @property
+    def work_per_face(self) -> int:
+        """Progress units one face costs: its inversion steps and its sampling steps."""
+        return 2 * self.steps
+
+    def schedule(self) -> DPMSchedule:
+        return dpm_schedule(linspace_timesteps(self.steps, self.skip))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def branch_weights(guidance_scale: float) -> tuple[float, float]:
+    """(weight of ε_u, weight of ε_c) in ε̂ = ε_u + w (ε_c − ε_u) = (1 − w) ε_u + w ε_c."""
+    return 1.0 - guidance_scale, guidance_scale
+
+
+class GuidedDenoiser:
+    """ε̂(x_t) = (1 − w) ε(x_t, text_u, ∅) + w ε(x_t, text_c, c_id) on SDXL + FaceID; counts UNet evaluations.
+
+    A branch whose weight is 0 is not evaluated; when both branches are the same condition (same text,
+    zero identity) one evaluation serves both. Both branches of a step share one batched UNet call.
+    """
+
+    def __init__(self, pipe, text_u, text_c, identities: Optional[np.ndarray], guidance_scale: float,
+                 ip_adapter_scale: float, image_size: tuple[int, int]):
+        self.pipe = pipe.ready()
+        self.text_u, self.text_c = text_u, text_c           # (embeds [1,77,D], pooled [1,P])
+        self.c_id = None if identities is None else torch.as_tensor(np.asarray(identities, np.float32))
+        self.wu, self.wc = branch_weights(guidance_scale)
+        self.scale = float(ip_adapter_scale)
+        self.time_ids = pipe.time_ids(*image_size)
+        self.evals = 0
+        same = text_u[0] is text_c[0] and self.c_id is None
+        self.branches = [b for b, w in (("u", self.wu), ("c", self.wc)) if w != 0]
+        if same:
+            self.wu, self.wc, self.branches = 1.0, 0.0, ["u"]   # ε_u = ε_c: ε̂ = ε_u whatever w
+
+    def _ids(self, branch: str, n: int) -> torch.Tensor:
+        if branch == "u" or self.c_id is None:
+            return torch.zeros(n, EMBED_DIM)
+        if self.c_id.shape[0] == n:
+            return self.c_id
+        if n % self.c_id.shape[0]:
+            raise InputError(f"{self.c_id.shape[0]} identities for {n} rows")
+        return self.c_id.repeat(n // self.c_id.shape[0], 1)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        pipe, n = self.pipe, x.shape[0]
+        dt, dev = pipe.dtype, pipe.device
+        texts = {"u": self.text_u, "c": self.text_c}
+        xs, ts, embeds, pooled, ids = [], [], [], [], []
+        for b in self.branches:
+            xs.append(x)
+            ts.append(t)
+            embeds.append(texts[b][0].expand(n, -1, -1))
+            pooled.append(texts[b][1].expand(n, -1))
+            ids.append(self._ids(b, n))
+        pipe.set_ip_adapter_scale(self.scale)
+        k = len(self.branches)
+        with torch.no_grad():
+            out = pipe.unet(torch.cat(xs).to(dev, dt), torch.cat(ts).to(dev),
+                            encoder_hidden_states=torch.cat(embeds).to(dev, dt),
+                            added_cond_kwargs={"text_embeds": torch.cat(pooled).to(dev, dt),
+                                               "time_ids": self.time_ids.expand(k * n, -1),
+                                               "image_embeds": [torch.cat(ids).to(dev, dt)[:, None, :]]}).sample
+        self.evals += k * n
+        eps = dict(zip(self.branches, out.float().to(x.device).split(n)))
+        result = 0
+        for b, w in (("u", self.wu), ("c", self.wc)):
+            if w != 0:
+                result = result + w * eps[b]
+        return result
+
+
+@dataclass
+class RevPersInversion:
+    """A DPM-Solver++ inversion on the null-identity path, with what the sampler must reuse."""
+
+    dpm: DPMInversion
+    settings: ReversePersonalizationSettings
+    image_size: tuple[int, int]          # pixels (H, W)
+
+    @property
+    def batch(self) -> int:
+        return int(self.dpm.x0.shape[0])
+
+    @property
+    def unet_evals(self) -> int:
+        return self.dpm.unet_evals
+
+
+def _vae_dtype(pipe) -> torch.dtype:
+    return next(pipe.vae.parameters()).dtype
+
+
+@torch.no_grad()
+def encode(pipe, images) -> torch.Tensor:
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32."""
+    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, _vae_dtype(pipe))
+    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
+    return torch.cat(latents).float() * pipe.vae_scale
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 from latents."""
+    z = latents.to(pipe.ready().device, _vae_dtype(pipe)) / pipe.vae_scale
+    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
+    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+
+
+def initial_attribute(pipe):
+    """c_attr of the inversion: SDXL's empty negative prompt (zeros, as its pipeline makes it)."""
+    return pipe.encode_prompt(None if pipe.zero_empty_prompt else "")
+
+
+def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSettings,
+                   callback: Callback = None) -> RevPersInversion:
+    """Null-identity DPM-Solver++ inversion of latents: ε̂ with zero identity on both branches."""
+    settings.validate()
+    size = (int(x0.shape[-2]) * 8, int(x0.shape[-1]) * 8)
+    sched = settings.schedule()
+    den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
+                         settings.ip_adapter_scale, size)
+    rows = max(1, settings.inversion_batch // len(den.branches))   # inversion_batch counts UNet rows
+    inv = invert_dpmpp_2m_sde(lambda x, i: den(x, sched.timesteps[i]), x0.to(pipe.device), sched, settings.seed,
+                              batch=rows, callback=callback)
+    inv.unet_evals = den.evals
+    return RevPersInversion(dpm=inv, settings=settings, image_size=size)
+
+
+def invert_images(pipe, images, settings: ReversePersonalizationSettings, callback: Callback = None):
+    return invert_latents(pipe, encode(pipe, images), settings, callback)
+
+
+def identity_vectors(embeddings: Sequence[FaceEmbedding | np.ndarray], id_scale: float) -> np.ndarray:
+    """λ_id · e per image (the identity the negative guidance steers away from)."""
+    if len(embeddings) == 0:
+        raise InputError("no identity embeddings were given")
+    rows = []
+    for e in embeddings:
+        v = np.asarray(e.vector if isinstance(e, FaceEmbedding) else e, np.float32).reshape(-1)
+        if v.shape[0] != EMBED_DIM or not np.all(np.isfinite(v)):
+            raise InputError(f"an identity embedding must be 512 finite numbers, got shape {v.shape}")
+        rows.append(id_scale * v)
+    return np.stack(rows).astype(np.float32)
+
+
+def sample_latents(pipe, inversion: RevPersInversion, identities: np.ndarray, guidance_scale: float | None = None,
+                   prompt: str | None = None, callback: Callback = None) -> tuple[torch.Tensor, int]:
+    """Negative identity guidance over the inversion's noise maps; returns (latents, UNet evaluations).
+
+    ``guidance_scale`` and ``prompt`` default to the inversion's settings; the identity path uses the
+    empty prompt, the other path the attribute prompt ĉ_attr (empty = c_attr, the inversion's).
+    """
+    s = inversion.settings
+    w = s.guidance_scale if guidance_scale is None else float(guidance_scale)
+    prompt = s.prompt if prompt is None else prompt
+    ids = np.asarray(identities, np.float32)
+    if ids.ndim != 2 or ids.shape[0] not in (1, inversion.batch):
+        raise InputError(f"{len(ids)} identities for {inversion.batch} inverted images: give one, or one per image")
+    text_u = pipe.encode_prompt(prompt) if prompt.strip() else initial_attribute(pipe)   # ĉ_attr
+    den = GuidedDenoiser(pipe, text_u, pipe.encode_prompt(""), ids, w, s.ip_adapter_scale, inversion.image_size)
+    sched = inversion.dpm.schedule
+    x = sample_dpmpp_2m_sde(lambda x, i: den(x, sched.timesteps[i]), inversion.dpm.x_start, inversion.dpm.zs,
+                            sched, callback)
+    return x, den.evals
+
+
+def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = ReversePersonalizationSettings(), *,
+                   face_models: FaceModels | None = None,
+                   embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
+                   callback: Callback = None) -> torch.Tensor:
+    """Reverse Personalization of aligned face images in one call; returns [B,H,W,3] float 0..1."""
+    settings.validate()
+    batch = to_nhwc(images)
+    if embeddings is None:
+        if face_models is None:
+            raise InputError("give face_models (to detect and embed the face) or precomputed embeddings")
+        from ..nullface.pipeline import embed_images
+        embeddings = embed_images(face_models, batch)
+    if len(embeddings) != batch.shape[0]:
+        raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
+    inversion = invert_images(pipe, batch, settings, callback)
+    latents, _ = sample_latents(pipe, inversion, identity_vectors(embeddings, settings.id_scale), callback=callback)
+    return decode(pipe, latents)
+
+
+def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
+                    masks: Sequence[np.ndarray | None] | None, settings: ReversePersonalizationSettings,
+                    callback: Callback = None) -> list[np.ndarray]:
+    """Anonymize uint8 face crops (same size) as one batch; returns uint8 crops.
+
+    ``masks`` are the photo pipeline's crop masks M (1 = anonymize): the method has no region mask of
+    its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
+    """
+    batch = np.stack([np.asarray(c)[..., :3] for c in crops]).astype(np.float32) / 255.0
+    out = anonymize_face(pipe, torch.from_numpy(batch), settings, embeddings=list(embeddings),
+                         callback=callback).numpy()
+    results = []
+    for i, o in enumerate(out):
+        m = None if masks is None else masks[i]
+        if m is not None:
+            m = np.clip(np.asarray(m, np.float32), 0, 1)[..., None]
+            o = m * o + (1 - m) * batch[i]
+        results.append((np.clip(o, 0, 1) * 255).round().astype(np.uint8))
+    return results
+
+
+def unet_evals_per_face(settings: ReversePersonalizationSettings = ReversePersonalizationSettings(),
+                        zero_empty_prompt: bool = True) -> dict:
+    """UNet evaluations one face costs: the inversion and the sampler (a batch of k rows counts k)."""
+    one_branch = settings.guidance_scale in (0.0, 1.0)
+    inv_branches = 1 if one_branch or not zero_empty_prompt else 2   # c_attr = "" makes both branches equal
+    smp_branches = 1 if one_branch else 2
+    return {"invert": settings.steps * inv_branches, "sample": settings.steps * smp_branches,
+            "total": settings.steps * (inv_branches + smp_branches)}
+
+
+def escalate(settings: ReversePersonalizationSettings, try_index: int) -> ReversePersonalizationSettings:
+    """The retry schedule after a failed re-ID audit: a new seed and w 2.5 more negative, down to -20."""
+    w = settings.guidance_scale
+    return dataclasses.replace(settings, seed=settings.seed + 1, guidance_scale=min(w, max(w - 2.5, -20.0)))
+
+
+def crop_anonymizer(pipe, face_models: FaceModels, settings: ReversePersonalizationSettings, *,
+                    audit=None, max_tries: int = 1, callback: Callback = None):
+    """Reverse Personalization as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
+
+    The photo machinery is NullFace's (``nullface.methods.nullface.pipeline.crop_anonymizer``): each face uses its own ArcFace
+    identity, taken from the photo at its detected landmarks, the crops of one call run as one batch, and with
+    ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in all, then returned
+    as an error so that the photo's fail-closed policy applies.
+    """
+    from ..nullface.pipeline import crop_anonymizer as photo_anonymizer
+    return photo_anonymizer(pipe, face_models, settings.validate(), audit=audit, max_tries=max_tries,
+                            callback=callback, crops_fn=anonymize_crops, escalate=escalate)
