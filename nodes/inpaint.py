@@ -64,10 +64,10 @@ class NullFaceInpaintLoader:
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
 
-    def load(self, checkpoint, feature_extractor, device, precision, keep_loaded):
+    def load(self, checkpoint, feature_extractor, device, precision, keep_loaded, compile=False):
         features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
         pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision)
-        pipe.keep_loaded = bool(keep_loaded)
+        pipe.keep_loaded, pipe.compile = bool(keep_loaded), bool(compile)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
 

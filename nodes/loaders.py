@@ -32,6 +32,10 @@ def runtime_inputs(precision_tip: str) -> dict:
                                         "memory back after each run: GPU memory by moving them to the "
                                         "CPU; on a CPU-only run the RAM, by reading them from disk again "
                                         "next time."}),
+        "compile": ("BOOLEAN", {
+            "default": False, "tooltip": "torch.compile the UNet: faster per face once compiled, but the first "
+                                         "run of each batch size compiles for a minute or more; worth it for "
+                                         "many faces on a GPU, not for one photo."}),
     }
 
 
@@ -56,11 +60,11 @@ class NullFacePipeLoader:
     DESCRIPTION = ("Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models. They join "
                    "ComfyUI's model management, so its Unload/Free also unloads them.")
 
-    def load(self, checkpoint, faceid, device, precision, keep_loaded):
+    def load(self, checkpoint, faceid, device, precision, keep_loaded, compile=False):
         in_comfy = _memory.available()
         # inside ComfyUI the weights are read on the CPU; load_models_gpu makes room and moves them on use
         pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                         dtype=precision, offloaded=in_comfy)
+                         dtype=precision, offloaded=in_comfy, compile=compile)
         pipe.keep_loaded = bool(keep_loaded)
         if in_comfy:
             _memory.register(pipe)

@@ -5,7 +5,9 @@ import numpy as np
 import torch
 
 from ..nullface.faces.crop import paste_face
-from ..nullface.privacy.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
+from ..nullface.privacy.photo import (PhotoOptions, anonymize_photos, as_rgb, detect_batch, photo_report, prepare_crop,
+                                      select)
+from ..nullface.privacy.policy import no_face
 from ..nullface.methods.nullface.pipeline import crop_anonymizer, crop_audit
 from ..nullface.faces.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.methods.nullface.settings import NullFaceSettings
@@ -210,14 +212,23 @@ class NullFaceAnonymizePhoto:
 
 def photo_batch(arrays, keeps, detector, opts, work_per_face: int, make_anonymizer):
     """What every whole-photo node does: detect all images first, so that the progress total covers every
-    face (``work_per_face`` units each; audit retries add theirs when they start), then each photo through the
-    anonymizer ``make_anonymizer(progress)``. Returns ``anonymize_photos``' (images, report, anonymized, ignored).
+    face (``work_per_face`` units each; audit retries add theirs when they start), then all photos through the
+    engine's multi-image driver (``anonymize_photos``) with the anonymizer ``make_anonymizer(progress)``.
+    Returns (images, text report, faces anonymized, faces ignored); a photo's error is raised.
     """
     found = detect_all(arrays, detector)
+    for i, faces in enumerate(found):          # no face under policy 'error': before any diffusion
+        kept, left = select(faces, opts)
+        if not kept and not left:
+            no_face(f"image {i}", opts.on_no_face)
     progress = Progress(work_per_face * faces_to_process(found, opts))
-    result = anonymize_photos(arrays, keeps, found, detector, make_anonymizer(progress), opts)
+    results = anonymize_photos(arrays, detector, make_anonymizer(progress), opts, keep_masks=keeps, found=found)
     progress.finish()
-    return result
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if failed is not None:
+        raise failed
+    return ([r.image for r in results], photo_report(results), sum(r.anonymized for r in results),
+            sum(len(r.ignored) for r in results))
 
 
 def photo_audit(node, face_models, audit_tries: int):
@@ -242,42 +253,6 @@ def detect_all(arrays, detector) -> list[list]:
 def faces_to_process(found: list[list], opts: PhotoOptions) -> int:
     """How many of the detected faces will be anonymized (the others are ignored by ``opts``)."""
     return sum(len(select(faces, opts)[0]) for faces in found)
-
-
-def anonymize_photos(arrays, keeps, found, detector, run, opts) -> tuple[list, str, int, int]:
-    """Each photo through ``anonymize_photo`` with the anonymizer ``run``; ``found`` is ``detect_all``'s.
-
-    Returns (images, text report, faces anonymized, faces ignored).
-    """
-    outs, lines, total, ignored = [], [], 0, 0
-    for i, (a, k) in enumerate(zip(arrays, keeps)):
-        res = anonymize_photo(a, _Found(found[i], detector), run, opts, name=f"image {i}", keep_mask=k)
-        outs.append(res.image)
-        total += res.anonymized
-        ignored += len(res.ignored)
-        lines.append(f"image {i}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
-                     + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
-                     + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
-        lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
-                  + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
-        for j, checked in enumerate(getattr(run, "audits", [])):
-            last = checked.tries[-1].audit if checked.tries else None
-            lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
-                         f"try(s)" + (f": {last.summary()}" if last is not None else ""))
-        if getattr(run, "audits", None):
-            run.audits.clear()
-    return outs, "\n".join(lines), total, ignored
-
-
-class _Found:
-    """A detector that returns faces already found (by ``detector``) for the one image it stands for."""
-
-    def __init__(self, faces, detector):
-        self.faces, self.name = list(faces), getattr(detector, "name", type(detector).__name__)
-
-    def detect(self, image):
-        return list(self.faces)
 
 
 NODE_CLASS_MAPPINGS = {

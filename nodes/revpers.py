@@ -54,9 +54,9 @@ class RevPersLoader:
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
 
-    def load(self, checkpoint, faceid, device, precision, keep_loaded):
+    def load(self, checkpoint, faceid, device, precision, keep_loaded, compile=False):
         pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                                 dtype=precision)
+                                 dtype=precision, compile=compile)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)

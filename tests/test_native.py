@@ -104,10 +104,11 @@ def test_the_replay_sampler_reproduces_the_inverted_trajectory():
     inv = N.invert_sigmas(_denoiser(), x0, sigmas, seed, batch=4)
     assert inv.unet_evals == 2 * 29 and inv.zs.shape[0] == 30 and not inv.zs[-1].any()
     # the noisy latents the inversion drew: the engine's order (nearest x0 first), from the seed, on the CPU
-    gen, expected = torch.Generator().manual_seed(seed), {}
+    gens, expected = [torch.Generator().manual_seed(seed) for _ in x0], {}   # each image its own draw
     for i in range(29, -1, -1):
         a = N.alpha_bar(sigmas[i])
-        expected[i] = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen)
+        n = torch.cat([torch.randn((1,) + tuple(x0.shape[1:]), generator=g) for g in gens])
+        expected[i] = a.sqrt() * x0 + (1 - a).sqrt() * n
     seen = {}
     _replay(inv.x_start, inv, callback=lambda d: seen.__setitem__(d["i"], N.to_vp(d["x"], d["sigma"])))
     assert sorted(seen) == list(range(30))

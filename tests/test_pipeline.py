@@ -12,7 +12,8 @@ from nullface.faces.identity import negate_identities
 from nullface.models.sd15 import load_pipe, read_faceid
 from nullface.methods.nullface.denoiser import PipeDenoiser
 from nullface.diffusion.masks import latent_mask
-from nullface.methods.nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents)
+from nullface.methods.nullface.pipeline import (anonymize_face, decode, encode, invert_images, invert_latents, sample_latents,
+                                                unet_evals_per_face)
 from nullface.diffusion.inversion import invert
 from nullface.methods.nullface.sampler import sample_nullface
 from nullface.diffusion.schedule import schedule_from_config
@@ -140,11 +141,12 @@ def plain_reference(pipe, x0, c_id, settings, mask=None):
         a, ap, var = coeffs(t)
         return ap.sqrt() * (x - (1 - a).sqrt() * eps) / a.sqrt() + (1 - ap - var).sqrt() * eps
 
-    g = torch.Generator().manual_seed(settings.seed)
+    gens = [torch.Generator().manual_seed(settings.seed) for _ in range(x0.shape[0])]   # one face per run
     xts = [x0] + [None] * T
     for j in range(1, T + 1):                  # x_{t} for t = 1, 11, ..., 991 (reference's draw order)
         t = ts[T - j]
-        xts[j] = abar_all[t].sqrt() * x0 + (1 - abar_all[t]).sqrt() * torch.randn(x0.shape, generator=g)
+        n = torch.cat([torch.randn((1,) + tuple(x0.shape[1:]), generator=g) for g in gens])
+        xts[j] = abar_all[t].sqrt() * x0 + (1 - abar_all[t]).sqrt() * n
     zeros = torch.zeros(1, 512)
     zs = [None] * T
     for idx in range(T - 1, -1, -1):            # every step, one at a time, used or not
@@ -180,17 +182,50 @@ def test_optimized_path_equals_plain_reference(pipe, faces, identity):
 
 
 @torch.no_grad()
-def test_defaults_spend_89_unet_evaluations_per_face(pipe, faces, identity):
+def test_defaults_spend_88_unet_evaluations_per_face(pipe, faces, identity):
     with UNetCounter(pipe.unet) as count:
         anonymize_face(pipe, faces[:1], NullFaceSettings(), embeddings=[identity[0]])
-    assert count.evals == 29 + 30 * 2
+    assert count.evals == 29 + 30 * 2 - 1 == unet_evals_per_face() == 88   # step T_skip's ∅ is the inversion's
     assert count.calls == 29 + 30               # on the CPU one inversion step per call, one dual call per step
     with UNetCounter(pipe.unet) as count:
         anonymize_face(pipe, faces[:1], NullFaceSettings(inversion_batch=8), embeddings=[identity[0]])
-    assert count.evals == 89 and count.calls == 4 + 30   # inversion in batches of 8
+    assert count.evals == 88 and count.calls == 4 + 30   # inversion in batches of 8
     with UNetCounter(pipe.unet) as count:
         anonymize_face(pipe, faces, NullFaceSettings(), embeddings=list(identity))
-    assert count.evals == 2 * 89
+    assert count.evals == 2 * 88
+    one_step = NullFaceSettings(t_skip=99)      # step 99's z is zeroed, not inverted: nothing to reuse
+    with UNetCounter(pipe.unet) as count:
+        anonymize_face(pipe, faces[:1], one_step, embeddings=[identity[0]])
+    assert count.evals == 2 == unet_evals_per_face(one_step)
+
+
+@torch.no_grad()
+def test_first_null_prediction_reused_from_the_inversion(pipe, faces, identity):
+    """The first sampling step evaluates ε(x_{T_skip}, t_{T_skip}, ∅): same latent (the inversion's x_start),
+    timestep, empty prompt, zero identity and adapter scale as the inversion's step T_skip, so its value is
+    taken from there; the result equals the sampler that evaluates it again, with or without a mask,
+    another prompt and another scale on the identity path."""
+    s = NullFaceSettings(mask_delay=0.0, prompt="an old man", ip_adapter_scale=0.7)
+    x0 = encode(pipe, faces)
+    inv = invert_latents(pipe, x0, s)
+    assert inv.eps_first is not None
+    fresh = PipeDenoiser(pipe, null_scale=inv.ip_adapter_scale).null(
+        inv.x_start, inv.schedule.timesteps[inv.t_skip].repeat(2))
+    assert torch.allclose(inv.eps_first, fresh, atol=1e-6)
+    cid = negate_identities(list(identity), s.lambda_id)
+    m = np.ones((2, SIZE, SIZE), np.float32)
+    m[:, 20:40, 10:30] = 0
+    for masks in (None, m):
+        with UNetCounter(pipe.unet) as fast:
+            got = sample_latents(pipe, inv, cid, s, masks=masks)
+        den = PipeDenoiser(pipe, cid.vectors, s.prompt, cond_scale=s.ip_adapter_scale,
+                           null_scale=inv.ip_adapter_scale)
+        mlat = None if masks is None else latent_mask(torch.as_tensor(masks), inv.x0.shape[-2:])
+        with UNetCounter(pipe.unet) as plain:
+            want = sample_nullface(den, inv.x_start, inv.zs, inv.schedule, inv.t_skip, s.lambda_cfg, mlat,
+                                   s.mask_delay_steps)
+        assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+        assert plain.evals - fast.evals == 2        # one per face
 
 
 @torch.no_grad()

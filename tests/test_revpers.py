@@ -133,11 +133,12 @@ def _plain_reference(xl, face, e, prompt, settings):
         return (target - mu) / c if z is None else mu + c * z
 
     with torch.no_grad():
-        g = torch.Generator().manual_seed(settings.seed)
+        gens = [torch.Generator().manual_seed(settings.seed) for _ in x0]     # one image per run
         n = sched.steps
         xs = [None] * n
         for i in reversed(range(n)):
-            xs[i] = sched.alpha[i] * x0 + sched.sigma[i] * torch.randn(x0.shape, generator=g)
+            noise = torch.cat([torch.randn((1,) + tuple(x0.shape[1:]), generator=g) for g in gens])
+            xs[i] = sched.alpha[i] * x0 + sched.sigma[i] * noise
         xs.append(x0)
         tu, tc = texts(None)
         zero = np.zeros((1, 512), np.float32)

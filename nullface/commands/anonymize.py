@@ -63,6 +63,9 @@ def add_parser(sub) -> None:
                    help="face detector (auto: insightface SCRFD if buffalo_l has det_10g.onnx, else dlib)")
     m.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     m.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
+    m.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet: faster per face once compiled, but each batch size compiles "
+                        "first (a minute or more); for large runs on a GPU (docs/scale.md)")
     g = p.add_argument_group("method (paper defaults)")
     for flag, name in (("--steps", "steps"), ("--t-skip", "t_skip"), ("--lambda-cfg", "lambda_cfg"),
                        ("--lambda-id", "lambda_id"), ("--ip-scale", "ip_adapter_scale"),
@@ -94,6 +97,9 @@ def add_parser(sub) -> None:
     f.add_argument("--on-failure", choices=("error", "blur", "pixelate", "keep"), default="error",
                    help="a face that cannot be anonymized: error (the file fails, nothing written), blur, "
                         "pixelate, or keep (loud warning)")
+    f.add_argument("--batch", type=int, default=PhotoOptions().batch,
+                   help=f"faces per UNet call, of one or several files (default {PhotoOptions().batch}); larger is "
+                        "faster on a GPU while it fits in memory, and gives the same result (docs/scale.md)")
     f.add_argument("--on-no-face", choices=("error", "pass"), default="error",
                    help="an image without faces: error (reported, not written) or pass (copied, reported)")
     f.add_argument("--audit", action="store_true", help="re-identification audit with dlib's recognizer; "
@@ -103,6 +109,13 @@ def add_parser(sub) -> None:
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
     add_inpaint_arguments(p)
+    r = p.add_argument_group("datasets on Ray Data (pip install 'comfyui-nullface[ray]'; docs/scale.md)")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray Data: a pool of workers, each loading the models once (one GPU each where "
+                        "there are GPUs); no ADDRESS starts a local Ray instance on this machine, an ADDRESS "
+                        "(e.g. ray://head:10001 or auto) joins that cluster. Resume and the report as without it")
+    r.add_argument("--ray-workers", type=int, default=0,
+                   help="workers with --ray (default: one per GPU of the cluster, else 1)")
     p.set_defaults(run=run)
 
 
@@ -138,57 +151,90 @@ def _options(args):
     crop = args.crop_size or METHODS[getattr(args, "method", "nullface")].crop_size
     return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
                         feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face,
-                        min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
+                        min_face_size=args.min_face_size, max_faces=args.max_faces,
+                        batch=getattr(args, "batch", PhotoOptions().batch)).validate()
 
 
-def _process(src: Path, key: str, target: Path, detector, anonymizer, options, quality: int = 95) -> dict:
-    """Anonymize one file into ``target``; the report entry (never raises, except KeyboardInterrupt)."""
+def _read(src: Path):
     from ..errors import NullFaceError
-    from ..privacy.photo import anonymize_photo
-    entry = {"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0, "ignored": 0}
-    t0 = time.perf_counter()
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
     try:
-        if not src.is_file():
-            raise FileNotFoundError(f"no such file: {src}")
+        return read_image(src)
+    except NullFaceError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _fail(entry: dict, exc: BaseException, key: str, audited: bool) -> None:
+    """The report entry of a file that was not written: status, error, what was found before it failed."""
+    from ..errors import NullFaceError
+    kind = type(exc).__name__
+    entry["status"] = {"NoFaceError": "no_face", "FaceFailedError": "failed"}.get(kind, "error")
+    entry["error"] = str(exc) if isinstance(exc, (NullFaceError, ValueError, OSError)) else f"{kind}: {exc}"
+    partial = getattr(exc, "result", None)                       # what was found before the file failed
+    if partial is not None:
+        entry.update(partial.to_dict())
+    entry["faces_found"] = getattr(exc, "faces_found", entry.get("faces_found", 0))
+    entry["failed"] = getattr(exc, "faces_failed", entry.get("failed", 0))
+    entry["anonymized"] = 0                                      # nothing was written
+    if audited and "audit" not in entry:
+        entry["audit"] = [a.to_dict() for a in getattr(partial, "audits", [])]
+    entry["output"] = None
+    log.error("%s: %s", key, entry["error"])
+
+
+def process_files(files: list, detector, anonymizer, options, quality: int = 95) -> list[dict]:
+    """Anonymize files ``[(src, key, target)]`` together through the multi-image driver (the faces of all of
+    them share the anonymizer's batches when it takes several photos per call); write each output atomically.
+    One report entry per file; never raises, except KeyboardInterrupt. ``seconds`` is the file's share of
+    the group's time."""
+    from ..privacy.photo import anonymize_photos
+    t0 = time.perf_counter()
+    audited = hasattr(anonymizer, "audits")
+    entries, images, slots = [], [], []
+    for k, (src, key, target) in enumerate(files):
+        entries.append({"input": str(src), "output": None, "faces_found": 0, "anonymized": 0, "failed": 0,
+                        "ignored": 0})
         try:
-            image = read_image(src)
-        except NullFaceError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"unreadable or corrupt image ({type(exc).__name__}: {exc})") from None
-        res = anonymize_photo(image, detector, anonymizer, options, name=key, mode="RGBA")   # CMYK files are RGB
+            images.append(_read(src))
+            slots.append(k)
+        except Exception as exc:                                 # reported per file; the run goes on
+            _fail(entries[k], exc, key, audited)
+    results = anonymize_photos(images, detector, anonymizer, options, names=[files[k][1] for k in slots],
+                               mode="RGBA") if images else []   # CMYK files are RGB
+    for k, res in zip(slots, results):
+        entry, (src, key, target) = entries[k], files[k]
+        if isinstance(res, BaseException):
+            _fail(entry, res, key, audited)
+            continue
         entry.update(res.to_dict())
-        _take_audits(entry, anonymizer)
+        if audited:
+            entry["audit"] = [a.to_dict() for a in res.audits]
         entry["status"] = ("passed" if res.found == 0 and not res.ignored else
                            "done" if res.failed == 0 else "done_with_policy")
-        save_image(res.image, target, quality)
-        entry["output"] = str(target)
-    except Exception as exc:                                     # reported per file; the run goes on
-        kind = type(exc).__name__
-        entry["status"] = {"NoFaceError": "no_face", "FaceFailedError": "failed"}.get(kind, "error")
-        entry["error"] = str(exc) if isinstance(exc, (NullFaceError, ValueError, OSError)) else f"{kind}: {exc}"
-        partial = getattr(exc, "result", None)                   # what was found before the file failed
-        if partial is not None:
-            entry.update(partial.to_dict())
-        entry["faces_found"] = getattr(exc, "faces_found", entry.get("faces_found", 0))
-        entry["failed"] = getattr(exc, "faces_failed", entry.get("failed", 0))
-        entry["anonymized"] = 0                                  # nothing was written
-        _take_audits(entry, anonymizer)
-        log.error("%s: %s", key, entry["error"])
-    entry["seconds"] = round(time.perf_counter() - t0, 3)
-    return entry
+        try:
+            save_image(res.image, target, quality)
+            entry["output"] = str(target)
+        except Exception as exc:
+            _fail(entry, exc, key, audited)
+    share = round((time.perf_counter() - t0) / max(1, len(files)), 3)
+    for entry in entries:
+        entry["seconds"] = share
+    return entries
 
 
-def _take_audits(entry: dict, anonymizer) -> None:
-    """Move the audits of this file's faces (``--audit``: every try) into its report entry."""
-    audits = getattr(anonymizer, "audits", None)
-    if audits is not None:
-        entry["audit"] = [a.to_dict() for a in audits]
-        audits.clear()
+def _engine(args, anonymizer=None, detector=None):
+    """A zero-argument loader of (anonymizer, detector): the injected ones, or the method's models."""
+    if anonymizer is None:
+        return lambda: build_anonymizer(args)
+    return lambda: (anonymizer, detector if detector is not None else detector_from_args(args))
 
 
-def run(args, anonymizer=None, detector=None) -> int:
-    """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends).
+def run(args, anonymizer=None, detector=None, engine=None) -> int:
+    """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends), or an
+    ``engine()`` returning both (what each ``--ray`` worker calls once: it must pickle).
 
     Options, the output folder and the earlier report are checked before anything is processed or loaded:
     a bad one prints one ``error:`` line and returns 2."""
@@ -243,20 +289,28 @@ def run(args, anonymizer=None, detector=None) -> int:
             plan.append((src, rel, out_rel))
     entries.update(refused)
     interrupted = False
+    if engine is None:
+        engine = _engine(args, anonymizer, detector)
     try:
-        if plan and anonymizer is None:
-            anonymizer, detector = build_anonymizer(args)
-        elif plan and detector is None:
-            detector = detector_from_args(args)
+        if plan and not getattr(args, "ray", None):
+            anonymizer, detector = engine()             # models loaded once, for every file
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar = tqdm(plan, desc="anonymize", unit="file", file=sys.stderr, disable=None)
+    if plan and getattr(args, "ray", None):
+        from .ray_run import run_on_ray
+        interrupted = run_on_ray(args, plan, outdir, options, quality, report, entries, report_path, engine)
+        plan = []
+    # files go through the driver together when the anonymizer batches faces of several photos
+    per_group = options.batch if getattr(anonymizer, "many_images", False) else 1
+    bar = tqdm(total=len(plan), desc="anonymize", unit="file", file=sys.stderr, disable=None)
     try:
-        for src, rel, out_rel in bar:
-            key = str(rel)
-            bar.set_postfix_str(key[-40:])
-            entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+        for start in range(0, len(plan), per_group):
+            group = [(src, str(rel), outdir / out_rel) for src, rel, out_rel in plan[start:start + per_group]]
+            bar.set_postfix_str(group[-1][1][-40:])
+            for (_, key, _), entry in zip(group, process_files(group, detector, anonymizer, options, quality)):
+                entries[key] = entry
+            bar.update(len(group))
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

@@ -60,6 +60,7 @@ def build_anonymizer(args):
     detector = detector_from_args(args)
     pipe = load_inpaint_pipe(args.checkpoint, args.features if settings.guided else None, device=args.device,
                              dtype=args.dtype)
+    pipe.compile = bool(getattr(args, "compile", False))
     audit = None
     if args.audit:
         from ..privacy.audit import DlibRecognizer

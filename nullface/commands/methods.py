@@ -11,7 +11,8 @@ def _nullface_settings(args):
 def _nullface_engine(args, faces, audit, settings):
     from ..models.sd15 import load_pipe
     from ..methods.nullface.pipeline import crop_anonymizer
-    pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
+    pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype,
+                     compile=getattr(args, "compile", False))
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
 
 
@@ -25,7 +26,8 @@ def _revpers_settings(args):
 def _revpers_engine(args, faces, audit, settings):
     from ..methods.revpers.pipeline import crop_anonymizer
     from ..models.sdxl import load_revpers_pipe
-    pipe = load_revpers_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype)
+    pipe = load_revpers_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype,
+                             compile=getattr(args, "compile", False))
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
 
 

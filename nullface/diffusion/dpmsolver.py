@@ -22,6 +22,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .schedule import image_noise
+
 # model(x [N,C,h,w], step indices [N] (int64, into the schedule)) -> ε [N,C,h,w]
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -88,11 +90,10 @@ def noised_latents(x0: torch.Tensor, schedule: DPMSchedule, seed: int) -> list[t
     Drawn on the CPU from ``seed`` in the reference's order (the least noisy step first), so the same seed
     gives the same noise on every device.
     """
-    gen = torch.Generator("cpu").manual_seed(int(seed))
     xs: list = [None] * schedule.steps
-    for i in range(schedule.steps - 1, -1, -1):
-        n = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(x0.device)
-        xs[i] = schedule.alpha[i].to(x0.device) * x0 + schedule.sigma[i].to(x0.device) * n
+    order = list(range(schedule.steps - 1, -1, -1))
+    for i, n in zip(order, image_noise(tuple(x0.shape), len(order), seed)):   # per image: any batch, same noise
+        xs[i] = schedule.alpha[i].to(x0.device) * x0 + schedule.sigma[i].to(x0.device) * n.to(x0.device)
     return xs
 
 

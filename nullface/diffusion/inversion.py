@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .schedule import Schedule, noisy, posterior_mean
+from .schedule import Schedule, image_noise, noisy, posterior_mean
 
 # eps_null(x [N,4,h,w], t [N]) -> ε(x_t, ∅) [N,4,h,w]
 NullDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,6 +30,10 @@ class Inversion:
     ip_adapter_scale: float   # scale the null path was evaluated with; the sampler's null path reuses it
     image_size: tuple[int, int]
     unet_evals: int = 0
+    # ε(x_{k0}, t_{k0}, ∅) at ``ip_adapter_scale``: the first sampling step's null prediction (same x_t, t,
+    # empty prompt, zero identity, scale), so the sampler need not evaluate it again; None when step k0 was
+    # not inverted (T_skip = T - 1 without ``exact_last_step``, or T_skip = T)
+    eps_first: Optional[torch.Tensor] = None
 
     @property
     def steps(self) -> int:
@@ -43,15 +47,12 @@ class Inversion:
 def sample_noisy_latents(x0: torch.Tensor, schedule: Schedule, first: int, seed: int) -> dict[int, torch.Tensor]:
     """x_k = sqrt(ᾱ) x0 + sqrt(1-ᾱ) n_k with independent n_k, for k = T-1 down to ``first``.
 
-    Drawn on the CPU from ``seed`` in the reference's order (the step nearest x0 first), so
-    the same seed gives the same noise on every device.
+    Drawn on the CPU from ``seed`` in the reference's order (the step nearest x0 first), per image
+    (``image_noise``), so the same seed gives the same noise on every device and in any batch.
     """
-    gen = torch.Generator("cpu").manual_seed(int(seed))
-    xs = {}
-    for k in range(schedule.steps - 1, first - 1, -1):
-        n = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(x0.device)
-        xs[k] = noisy(x0, n, schedule.abar[k].to(x0.device))
-    return xs
+    steps = list(range(schedule.steps - 1, first - 1, -1))
+    noise = image_noise(tuple(x0.shape), len(steps), seed)
+    return {k: noisy(x0, n.to(x0.device), schedule.abar[k].to(x0.device)) for k, n in zip(steps, noise)}
 
 
 def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip: int, seed: int = 0, *,
@@ -74,6 +75,7 @@ def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip:
     zs = torch.zeros((T - k0,) + tuple(x0.shape), dtype=torch.float32, device=x0.device)
     B = x0.shape[0]
     evals = 0
+    eps_first = None
     per_call = max(1, batch // B) if B <= batch else 1
     for start in range(0, len(needed), per_call):
         ks = needed[start:start + per_call]
@@ -86,8 +88,11 @@ def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip:
             a, ap, s = schedule.abar[k].to(dev), schedule.abar_prev[k].to(dev), schedule.sigma[k].to(dev)
             mu = posterior_mean(xs[k], e, a, ap, s)
             zs[k - k0] = (xs[k + 1] - mu) / s
+            if k == k0:
+                eps_first = e.clone()
         if callback is not None:                      # once per UNet call
             callback({"phase": "invert", "done": start + len(ks), "total": len(needed), "steps": len(ks),
                       "batch": B})
     return Inversion(x0=x0, x_start=xs[k0], zs=zs, schedule=schedule, t_skip=t_skip, seed=seed,
-                     ip_adapter_scale=ip_adapter_scale, image_size=tuple(x0.shape[-2:]), unet_evals=evals)
+                     ip_adapter_scale=ip_adapter_scale, image_size=tuple(x0.shape[-2:]), unet_evals=evals,
+                     eps_first=eps_first)

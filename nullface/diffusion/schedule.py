@@ -72,3 +72,18 @@ def posterior_mean(x_t: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, aba
     """μ_t = sqrt(ᾱ_{t-1}) · (x_t - sqrt(1-ᾱ_t) ε)/sqrt(ᾱ_t) + sqrt(1 - ᾱ_{t-1} - σ_t²) ε."""
     x0_pred = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
     return abar_prev.sqrt() * x0_pred + (1 - abar_prev - sigma ** 2).sqrt() * eps
+
+
+def image_noise(shape: tuple, count: int, seed: int) -> list[torch.Tensor]:
+    """``count`` independent standard-normal tensors of ``shape`` (B, ...), drawn on the CPU, in order.
+
+    Each image b draws from its own generator seeded ``seed``, as the reference does for one image: an
+    image's noise (hence its result) does not depend on the other images of its batch, so faces of many
+    photos can share a batch; the same seed gives the same noise on every device.
+    """
+    one = (1,) + tuple(shape[1:])
+    per_image = []
+    for _ in range(int(shape[0])):
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        per_image.append([torch.randn(one, generator=gen, dtype=torch.float32) for _ in range(count)])
+    return [torch.cat([n[j] for n in per_image]) for j in range(count)]

@@ -56,3 +56,25 @@ def pick_inversion_batch(device: torch.device, requested: int = 0) -> int:
     if requested:
         return int(requested)
     return 1 if torch.device(device).type == "cpu" else 8
+
+
+COMPILE_BACKEND = "inductor"       # torch.compile's backend for ``compile_unet`` (tests use "eager")
+
+
+def compile_unet(unet) -> None:
+    """torch.compile the UNet in place (``nn.Module.compile``: the same module, its hooks and attention
+    processors kept), once. Opt-in: the first calls of each batch shape pay the compilation (tens of
+    seconds to minutes), which pays off over many faces, not on one photo."""
+    if getattr(unet, "_nullface_compiled", False):
+        return
+    unet.compile(backend=COMPILE_BACKEND, dynamic=None)
+    unet._nullface_compiled = True
+    log.info("UNet compiled with torch.compile (%s); the first calls of each batch size compile", COMPILE_BACKEND)
+
+
+def sdpa_attention(module) -> dict[str, str]:
+    """The attention processors of a diffusers model that do NOT use PyTorch's scaled_dot_product_attention,
+    name -> class ({} when all do: diffusers' AttnProcessor2_0 and IPAdapterAttnProcessor2_0 are the
+    defaults whenever torch has SDPA)."""
+    procs = getattr(module, "attn_processors", {})
+    return {name: type(p).__name__ for name, p in procs.items() if not type(p).__name__.endswith("2_0")}

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .devices import pick_device, pick_dtype
+from .devices import compile_unet, pick_device, pick_dtype, sdpa_attention
 from ..errors import MissingDependencyError, ModelFileError
 from .insightface import BUFFALO_HINT, find_buffalo
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, read_state_dict, require_file
@@ -46,6 +46,7 @@ class NullFacePipe:
     faceid: str
     config_dir: str | None = None
     keep_loaded: bool = True           # False: ``release()`` after every run (the loader node's keep_loaded)
+    compile: bool = False              # torch.compile the UNet on first use (opt-in; ``devices.compile_unet``)
     offloaded: bool = False            # the weights sit on the CPU, not on ``device``
     manager: Any = field(default=None, repr=False)
     _prompt_cache: dict = field(default_factory=dict, repr=False)
@@ -156,18 +157,20 @@ class NullFacePipe:
             self.manager.load(self)
         else:
             self.move(True)
+        if self.compile:
+            compile_unet(self.pipeline.unet)
         return self
 
     def _reload(self) -> None:
         log.info("NullFace: reading %s again", " + ".join(Path(p).name for p in (self.checkpoint, self.faceid) if p))
         fresh = self._load_again()
-        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
+        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded   # compiled again by ``ready``
         self._prompt_cache.clear()
 
     def _load_again(self) -> "NullFacePipe":
         """A freshly loaded pipe of the same files (each model family's loader overrides this)."""
         return load_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
-                         config_dir=self.config_dir, offloaded=self.manager is not None)
+                         config_dir=self.config_dir, offloaded=self.manager is not None, compile=self.compile)
 
 
 def _empty_cache(device: torch.device) -> None:
@@ -301,11 +304,13 @@ def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACE
 
 def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, device: str | torch.device = "auto",
               dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None,
-              offloaded: bool = False) -> NullFacePipe:
+              offloaded: bool = False, compile: bool = False) -> NullFacePipe:
     """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling.
 
     ``offloaded``: build on the CPU and leave the weights there (``ready()`` or a memory manager moves them
-    to ``device`` when they are needed).
+    to ``device`` when they are needed). ``dtype`` auto is fp16 on CUDA (bf16 and fp32 on request), fp32
+    elsewhere. Attention runs through PyTorch's SDPA (diffusers' 2_0 processors, FaceID's included; checked
+    here). ``compile``: torch.compile the UNet on first use (opt-in: pays off over many faces).
     """
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
@@ -317,7 +322,17 @@ def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, devic
         attach_faceid(pipe, faceid_sd, Path(faceid).name)
         pipe.to(where, dt)
     pipe.set_progress_bar_config(disable=True)
+    warn_without_sdpa(pipe)
     log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)
     return NullFacePipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid),
                         config_dir=None if config_dir is None else str(config_dir),
-                        offloaded=offloaded and where != dev)
+                        offloaded=offloaded and where != dev, compile=bool(compile))
+
+
+def warn_without_sdpa(pipe) -> None:
+    """Log the attention layers that do not run through PyTorch's SDPA (slower, more memory)."""
+    for name in ("unet", "vae"):
+        slow = sdpa_attention(getattr(pipe, name, None))
+        if slow:
+            log.warning("%s: %d attention layer(s) without PyTorch SDPA (%s): slower and more memory",
+                        name, len(slow), ", ".join(sorted(set(slow.values()))))

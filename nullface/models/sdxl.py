@@ -12,7 +12,7 @@ from .devices import pick_device, pick_dtype
 from ..errors import ModelFileError
 from .sd15 import CONFIG_DIR as SD15_CONFIG_DIR
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
-from .sd15 import NullFacePipe, attach_faceid, read_faceid
+from .sd15 import NullFacePipe, attach_faceid, read_faceid, warn_without_sdpa
 
 log = logging.getLogger("nullface")
 
@@ -157,8 +157,9 @@ def _lora_keys(path: Path) -> list[str]:
 
 def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *,
                       device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto",
-                      config_dir: str | os.PathLike | None = None) -> SDXLPipe:
-    """SDXL + IP-Adapter FaceID SDXL (with its LoRA), ready for Reverse Personalization."""
+                      config_dir: str | os.PathLike | None = None, compile: bool = False) -> SDXLPipe:
+    """SDXL + IP-Adapter FaceID SDXL (with its LoRA), ready for Reverse Personalization.
+    ``compile``: torch.compile the UNet on first use (opt-in, as ``nullface.models.sd15.load_pipe``)."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     faceid_sd = read_faceid_sdxl(faceid)            # fail fast on a wrong adapter before the big load
@@ -172,6 +173,8 @@ def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, 
     if dt == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)           # SDXL's VAE overflows in fp16; diffusers and the reference upcast it
     pipe.set_progress_bar_config(disable=True)
+    warn_without_sdpa(pipe)
     log.info("Reverse Personalization pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name,
              dev, dt)
-    return SDXLPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid))
+    return SDXLPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid=str(faceid),
+                    compile=bool(compile))

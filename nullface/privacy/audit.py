@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
@@ -444,6 +444,7 @@ class AuditedResult:
     result: Any
     passed: bool
     tries: tuple[AuditTry, ...] = field(default_factory=tuple)
+    crop: Any = field(default=None, repr=False, compare=False)   # the face judged (set by ``audit_crops``)
 
     @property
     def settings(self) -> Any:
@@ -508,6 +509,7 @@ def audit_crops(results: list, crops: Sequence, audit: Callable, settings: S, ma
             return retry(i, s)
 
         checked = anonymize_with_audit(attempt, lambda r, c=c: audit(c.image, r, c), settings, max_tries, escalate)
+        checked = replace(checked, crop=c)          # which face: a call may hold faces of several photos
         if record is not None:
             record.append(checked)
         last = checked.tries[-1].audit if checked.tries else None

@@ -1,9 +1,10 @@
 """Whole photos: find every face, crop, anonymize in batches, paste back; fail closed.
 
-``anonymize_photo(image, detector, anonymizer, options)`` is the one entry point. The anonymizer is any
-``f(image_rgb, crops) -> [anonymized crop | Exception, ...]`` (the diffusion engine's is
-``nullface.methods.nullface.pipeline.crop_anonymizer``); it receives all faces of a round in one call (``options.batch``
-at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize).
+``anonymize_photos(images, detector, anonymizer, options)`` is the one driver (``anonymize_photo`` runs it on one
+image). The anonymizer is any ``f(image_rgb, crops) -> [anonymized crop | Exception, ...]`` (the diffusion engine's
+is ``nullface.methods.nullface.pipeline.crop_anonymizer``); it receives the faces of a round in one call
+(``options.batch`` at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize).
+One with ``many_images = True`` takes faces of several photos in one call: ``f([image per crop], crops)``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse
 
 log = logging.getLogger("nullface")
 
-# anonymizer(image, crops) -> one anonymized crop (uint8, same size) or an Exception per crop
+# anonymizer(image, crops) -> one anonymized crop (uint8, same size) or an Exception per crop; ``image`` is a
+# list (one photo per crop) for anonymizers with ``many_images = True``
 Anonymizer = Callable[[np.ndarray, list[FaceCrop]], list["np.ndarray | Exception"]]
 
 
@@ -84,6 +86,7 @@ class PhotoResult:
     faces: list[FaceOutcome] = field(default_factory=list)
     detector: str = ""
     ignored: list[dict] = field(default_factory=list)   # faces left as they are: box, score, reason
+    audits: list = field(default_factory=list)          # the re-ID audits of its faces (every try), call order
 
     @property
     def found(self) -> int:
@@ -217,79 +220,193 @@ def _check_result(res, crop: FaceCrop) -> str | None:
 def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options: PhotoOptions = PhotoOptions(),
                     name: str = "the image", keep_mask: np.ndarray | None = None,
                     mode: str | None = None) -> PhotoResult:
-    """Detect every face, anonymize each with its own identity, paste back.
+    """Detect every face, anonymize each with its own identity, paste back (``anonymize_photos`` for one image).
 
     Pixels outside the faces' paste regions stay byte-identical. ``keep_mask`` (image size, 1 = keep
     visible) adds to the kept regions. ``image`` is a uint8 array or a PIL image; a 4-channel array needs
     ``mode="RGBA"`` or ``"CMYK"`` (CMYK comes back as RGB). A face whose anonymization fails gets ``options.on_failure``;
-    an image without faces ``options.on_no_face``. Faces are pasted smallest first (larger, usually
-    nearer, faces end on top).
+    an image without faces ``options.on_no_face``; the error of the photo is raised.
+    """
+    res = anonymize_photos([image], detector, anonymizer, options, names=[name], keep_masks=[keep_mask], mode=mode)[0]
+    if isinstance(res, BaseException):
+        raise res
+    return res
+
+
+class _Photo:
+    """One photo's state in ``anonymize_photos``: its faces, crops, paste rounds and outcomes so far."""
+
+    def __init__(self, image, name: str, keep_mask, mode, detector, faces, options: PhotoOptions):
+        self.name, self.keep_mask = name, keep_mask
+        self.image = photo_array(image, mode)
+        self.rgb, self.alpha = as_rgb(self.image, "RGBA")
+        for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):
+            if m is not None and np.asarray(m).shape[:2] != self.rgb.shape[:2]:
+                raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {self.rgb.shape[:2]} ({name})")
+        det_name = getattr(detector, "name", type(detector).__name__)
+        found = list(detector.detect(self.rgb)) if faces is None else list(faces)
+        self.faces, ignored = select(found, options)
+        _warn_ignored(name, ignored)
+        self.result = PhotoResult(image=self.image, detector=det_name, ignored=[f.to_dict() for f in ignored])
+        if not self.faces:
+            if not ignored:
+                no_face(name, options.on_no_face)
+            self.rounds = []
+            return
+        log.info("%s: %d face(s) found (%s)", name, len(self.faces), det_name)
+        self.out = self.rgb
+        self.crops0 = [prepare_crop(self.rgb, f, options, keep_mask) for f in self.faces]
+        self.rounds = _rounds([region_weights(c, self.rgb.shape)[0] for c in self.crops0])
+        self.outcomes: dict[int, FaceOutcome] = {}
+        self.produced: dict[int, object] = {}
+        self.refused: list[str] = []           # faces failed under the 'error' policy
+        self.crops: dict[int, FaceCrop] = {}
+
+    def start_round(self, r: int, options: PhotoOptions) -> list[int]:
+        """Crop the faces of round ``r`` (from the image as pasted so far); the faces to anonymize."""
+        rnd = self.rounds[r]
+        if self.refused:                        # the file already failed: later rounds are not attempted
+            for i in rnd:
+                self.outcomes[i] = FaceOutcome(i, self.faces[i].bbox.tolist(), self.faces[i].score, "not_attempted")
+            return []
+        self.crops = {i: (self.crops0[i] if self.out is self.rgb else
+                          prepare_crop(self.out, self.faces[i], options, self.keep_mask)) for i in rnd}
+        for i in rnd:
+            why = _nothing_to_anonymize(self.crops[i])
+            if why is not None:
+                self.produced[i] = InputError(why)
+        return [i for i in rnd if i not in self.produced]
+
+    def finish_round(self, r: int, options: PhotoOptions) -> None:
+        """Paste the round's results (larger faces last, on top) or apply the failure policy."""
+        if self.refused and not any(i in self.produced for i in self.rounds[r]):
+            return
+        for i in sorted(self.rounds[r], key=lambda i: self.faces[i].area):
+            f, res, crop = self.faces[i], self.produced[i], self.crops[i]
+            where = f"face {i} of {self.name} at {[int(v) for v in f.bbox]}"
+            reason = _check_result(res, crop)
+            if reason is None:
+                self.out = paste_face(self.out, crop, res)
+                self.outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
+                continue
+            self.outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
+            if options.on_failure == "error":       # every face of the round is judged before failing the file
+                self.refused.append(f"{where}: {reason}")
+                continue
+            box, weight = region_weights(crop, self.out.shape)
+            self.out = apply_failure(self.out, weight > 0, f.size, options.on_failure, where, reason, box)
+
+    def finish(self) -> "PhotoResult | FaceFailedError":
+        result = self.result
+        if not self.faces:
+            return result
+        result.faces = [self.outcomes[i] for i in range(len(self.faces))]
+        if self.refused:
+            exc = FaceFailedError(f"{len(self.refused)} face(s) could not be anonymized: {'; '.join(self.refused)}. "
+                                  "Nothing was returned (policy 'error'); choose blur, pixelate or keep to go on.")
+            result.image = None                   # nothing is returned, not even through the exception
+            exc.faces_found, exc.faces_failed, exc.result = len(self.faces), len(self.refused), result
+            return exc
+        result.image = _restore_layout(self.out, np.asarray(self.image), self.alpha)
+        return result
+
+
+def _anonymize_chunk(anonymizer, jobs: list[tuple[_Photo, int]], many: bool) -> None:
+    """One anonymizer call for ``jobs`` (photo, face); results land in each photo's ``produced`` and the
+    audits the call recorded in its ``result.audits``. A call that raises is split in halves and retried,
+    down to single faces, so that only the faces that fail, fail (an out-of-memory batch also goes on in
+    smaller calls)."""
+    audits = getattr(anonymizer, "audits", None)
+    before = len(audits) if audits is not None else 0
+    crops = [p.crops[i] for p, i in jobs]
+    images = [p.out for p, _ in jobs] if many else jobs[0][0].out
+    try:
+        results = list(anonymizer(images, crops))
+        if len(results) != len(jobs):
+            raise RuntimeError(f"the anonymizer returned {len(results)} results for {len(jobs)} faces")
+    except Exception as exc:
+        if audits is not None:
+            del audits[before:]
+        if len(jobs) > 1:
+            half = len(jobs) // 2
+            log.warning("anonymizing %d faces in one call failed (%s): trying them in smaller calls", len(jobs), exc)
+            _anonymize_chunk(anonymizer, jobs[:half], many)
+            _anonymize_chunk(anonymizer, jobs[half:], many)
+            return
+        p, i = jobs[0]
+        log.warning("anonymizing face %d of %s failed: %s", i, p.name, exc)
+        results = [exc]
+    for (p, i), res in zip(jobs, results):
+        p.produced[i] = res
+    if audits is not None:                      # each audit to its photo (by its crop in a call of many)
+        owner = {id(p.crops[i]): p for p, i in jobs}
+        for a in audits[before:]:
+            owner.get(id(getattr(a, "crop", None)), jobs[0][0]).result.audits.append(a)
+        del audits[before:]
+
+
+def anonymize_photos(images: Sequence, detector, anonymizer: Anonymizer, options: PhotoOptions = PhotoOptions(), *,
+                     names: Sequence[str] | None = None, keep_masks: Sequence | None = None, mode: str | None = None,
+                     found: Sequence[Sequence[DetectedFace]] | None = None) -> list:
+    """Many photos at once: every face anonymized with its own identity, pasted back; fails closed per photo.
+
+    Returns one ``PhotoResult`` or exception per image (never raises, except ``KeyboardInterrupt`` and
+    ``Cancelled``): ``NoFaceError`` (``options.on_no_face``), ``FaceFailedError`` (a face failed under the
+    'error' policy; ``.result`` holds what was found, no image), ``InputError``... ``found``: faces already
+    detected per image (else ``detector.detect``). Faces of all photos go to the anonymizer together, up to
+    ``options.batch`` per call, when it accepts several photos (``anonymizer.many_images``: it is called with
+    one image per crop); other anonymizers get one photo's faces per call. Each photo's result equals its
+    ``anonymize_photo`` alone: faces that overlap another's paste region wait for a later round, cropped from
+    the photo as pasted so far, and each face's result does not depend on the others of its call. The
+    audits recorded in ``anonymizer.audits`` move to each photo's ``PhotoResult.audits``.
     """
     options.validate()
-    image = photo_array(image, mode)
-    rgb, alpha = as_rgb(image, "RGBA")
-    for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):
-        if m is not None and np.asarray(m).shape[:2] != rgb.shape[:2]:
-            raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
-    det_name = getattr(detector, "name", type(detector).__name__)
-    faces, ignored = select(list(detector.detect(rgb)), options)
-    _warn_ignored(name, ignored)
-    result = PhotoResult(image=image, detector=det_name, ignored=[f.to_dict() for f in ignored])
-    if not faces:
-        if not ignored:
-            no_face(name, options.on_no_face)
-        return result
-    log.info("%s: %d face(s) found (%s)", name, len(faces), det_name)
-    out = rgb
-    crops0 = [prepare_crop(rgb, f, options, keep_mask) for f in faces]
-    geometry = [region_weights(c, rgb.shape) for c in crops0]
-    outcomes: dict[int, FaceOutcome] = {}
-    produced: dict[int, object] = {}
-    refused: list[str] = []                  # faces failed under the 'error' policy
-    for rnd in _rounds([g[0] for g in geometry]):
-        if refused:                          # the file already failed: later rounds are not attempted
-            for i in rnd:
-                outcomes[i] = FaceOutcome(i, faces[i].bbox.tolist(), faces[i].score, "not_attempted")
-            continue
-        crops = {i: (crops0[i] if out is rgb else prepare_crop(out, faces[i], options, keep_mask)) for i in rnd}
-        for i in rnd:
-            why = _nothing_to_anonymize(crops[i])
-            if why is not None:
-                produced[i] = InputError(why)
-        todo = [i for i in rnd if i not in produced]
-        for start in range(0, len(todo), options.batch):
-            ids = todo[start:start + options.batch]
-            try:
-                results = list(anonymizer(out, [crops[i] for i in ids]))
-                if len(results) != len(ids):
-                    raise RuntimeError(f"the anonymizer returned {len(results)} results for {len(ids)} faces")
-            except Exception as exc:     # the batch failed: every face in it failed (policy below)
-                log.warning("anonymizing faces %s of %s failed: %s", ids, name, exc)
-                results = [exc] * len(ids)
-            produced.update(zip(ids, results))
-        for i in sorted(rnd, key=lambda i: faces[i].area):          # larger faces are pasted last, on top
-            f, res = faces[i], produced[i]
-            where = f"face {i} of {name} at {[int(v) for v in f.bbox]}"
-            reason = _check_result(res, crops[i])
-            if reason is None:
-                out = paste_face(out, crops[i], res)
-                outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
+    n = len(images)
+    names = list(names) if names is not None else [f"image {i}" for i in range(n)]
+    keep_masks = list(keep_masks) if keep_masks is not None else [None] * n
+    photos: list = []
+    for k in range(n):
+        try:
+            photos.append(_Photo(images[k], names[k], keep_masks[k], mode, detector,
+                                 None if found is None else found[k], options))
+        except Exception as exc:                # this photo fails (no face, bad mask, unreadable layout)
+            photos.append(exc)
+    many = bool(getattr(anonymizer, "many_images", False))
+    live = [p for p in photos if isinstance(p, _Photo)]
+    for r in range(max((len(p.rounds) for p in live), default=0)):
+        active = [p for p in live if r < len(p.rounds)]
+        jobs = [(p, i) for p in active for i in p.start_round(r, options)]
+        groups = [jobs] if many else [[j for j in jobs if j[0] is p] for p in active]
+        for group in groups:
+            for start in range(0, len(group), options.batch):
+                _anonymize_chunk(anonymizer, group[start:start + options.batch], many)
+        for p in active:
+            p.finish_round(r, options)
+    return [p.finish() if isinstance(p, _Photo) else p for p in photos]
+
+
+def photo_report(results: Sequence, names: Sequence[str] | None = None) -> str:
+    """The text report of ``anonymize_photos``' results: per image its faces, ignored faces and audits."""
+    lines = []
+    for k, res in enumerate(results):
+        name = names[k] if names is not None else f"image {k}"
+        if isinstance(res, BaseException):
+            lines.append(f"{name}: {type(res).__name__}: {res}")
+            res = getattr(res, "result", None)
+            if res is None:
                 continue
-            outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
-            if options.on_failure == "error":       # every face of the round is judged before failing the file
-                refused.append(f"{where}: {reason}")
-                continue
-            box, weight = region_weights(crops[i], out.shape)
-            out = apply_failure(out, weight > 0, f.size, options.on_failure, where, reason, box)
-    result.faces = [outcomes[i] for i in range(len(faces))]
-    if refused:
-        exc = FaceFailedError(f"{len(refused)} face(s) could not be anonymized: {'; '.join(refused)}. Nothing was "
-                              "returned (policy 'error'); choose blur, pixelate or keep to go on.")
-        result.image = None                       # nothing is returned, not even through the exception
-        exc.faces_found, exc.faces_failed, exc.result = len(faces), len(refused), result
-        raise exc
-    result.image = _restore_layout(out, np.asarray(image), alpha)
-    return result
+        else:
+            lines.append(f"{name}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
+                         + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
+                         + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
+        lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
+                  + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
+        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
+        for j, checked in enumerate(res.audits):
+            last = checked.tries[-1].audit if getattr(checked, "tries", None) else None
+            lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
+                         f"try(s)" + (f": {last.summary()}" if last is not None else ""))
+    return "\n".join(lines)
 
 
 @dataclass

@@ -42,12 +42,16 @@ class PipeDenoiser:
         zeros = torch.from_numpy(null_identity(n))
         return self._unet(x, t, self.text_null.expand(n, -1, -1), zeros, self.null_scale)
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ε(x_t, c_id), ε(x_t, ∅)); one batched UNet call when both paths share the adapter scale."""
+    def __call__(self, x: torch.Tensor, t: torch.Tensor,
+                 null: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ε(x_t, c_id), ε(x_t, ∅)); one batched UNet call when both paths share the adapter scale.
+        With ``null`` (ε(x_t, ∅) already known) only the identity path is evaluated."""
         if self.c_id is None:
             raise ValueError("no identity condition was given to the denoiser")
         b = x.shape[0]
         c_id = self.c_id if self.c_id.shape[0] == b else self.c_id.expand(b, -1)
+        if null is not None:
+            return self._unet(x, t, self.text_cond.expand(b, -1, -1), c_id, self.cond_scale), null.to(x.device)
         zeros = torch.from_numpy(null_identity(b))
         text_c = self.text_cond.expand(b, -1, -1)
         text_0 = self.text_null.expand(b, -1, -1)

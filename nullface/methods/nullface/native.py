@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ...diffusion.masks import latent_mask
-from ...diffusion.schedule import mask_delay_steps, sd15_schedule  # noqa: F401  (mask_delay_steps: re-exported)
+from ...diffusion.schedule import image_noise, mask_delay_steps, sd15_schedule  # noqa: F401  (mask_delay_steps: re-exported)
 
 # denoise(x [N,C,h,w] in ComfyUI's scaling, sigma [N]) -> D(x, σ) = x - σ ε   (k-diffusion's denoiser)
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -165,10 +165,10 @@ def invert_sigmas(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, see
     dev = x0.device
     sig = sigmas.float().cpu()
     R = int(sig.shape[0]) - 1
-    gen = torch.Generator("cpu").manual_seed(int(seed))
     xs: dict[int, torch.Tensor] = {}
-    for i in range(R - 1, -1, -1):
-        n = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(dev)
+    order = list(range(R - 1, -1, -1))
+    for i, n in zip(order, image_noise(tuple(x0.shape), len(order), seed)):   # the engine's per-image noise
+        n = n.to(dev)
         a = alpha_bar(sig[i])
         xs[i] = a.sqrt() * x0 + (1 - a).sqrt() * n
     xs[R] = x0

@@ -87,7 +87,15 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
                             null_scale=inversion.ip_adapter_scale)
     return sample_nullface(denoiser, inversion.x_start, inversion.zs, inversion.schedule, inversion.t_skip,
-                           settings.lambda_cfg, m, settings.mask_delay_steps, callback)
+                           settings.lambda_cfg, m, settings.mask_delay_steps, callback,
+                           eps_null_first=inversion.eps_first)
+
+
+def unet_evals_per_face(settings: NullFaceSettings = NullFaceSettings()) -> int:
+    """UNet evaluations one face costs: the inverted steps, then two per sampling step less the first
+    step's null prediction, which the inversion already made (``Inversion.eps_first``). Defaults: 29 + 59 = 88."""
+    reused = 1 if settings.inversion_steps > 0 else 0          # step T_skip was inverted
+    return settings.inversion_steps + 2 * settings.sample_steps - reused
 
 
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
@@ -136,7 +144,8 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
 
 def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
                     audit=None, max_tries: int = 1, callback: Callback = None, crops_fn=None, escalate=None):
-    """The diffusion engine as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
+    """The diffusion engine as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``, where
+    ``image`` may be a list with each crop's photo (faces of several photos in one batch).
 
     Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
     of one call run as one batch. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
@@ -152,12 +161,13 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     if face_models is None or face_models.arcface is None:
         raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
 
-    def run(image: np.ndarray, crops: list) -> list:
+    def run(image, crops: list) -> list:
+        images = image if isinstance(image, (list, tuple)) else [image] * len(crops)   # one photo per crop
         results: list = [None] * len(crops)
         ok, vectors = [], []
         for i, c in enumerate(crops):
             try:
-                vectors.append(face_models.arcface.embed(image, c.face.kps))
+                vectors.append(face_models.arcface.embed(images[i], c.face.kps))
                 ok.append(i)
             except Exception as exc:            # this face fails; the others go on
                 results[i] = exc
@@ -175,6 +185,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                                                                s, callback)[0])
 
     run.audits = []
+    run.many_images = True                      # faces of several photos in one call (``anonymize_photos``)
     return run
 
 
