@@ -13,6 +13,7 @@ def _nullface_engine(args, faces, audit, settings):
     from ..methods.nullface.pipeline import crop_anonymizer
     pipe = load_pipe(args.checkpoint, args.faceid, device=args.device, dtype=args.dtype,
                      compile=getattr(args, "compile", False))
+    pipe.keep_prompts_only(["", settings.prompt])    # the run's only prompts: the text encoder's memory back
     return crop_anonymizer(pipe, faces, settings, audit=audit, max_tries=args.max_tries)
 
 

@@ -12,7 +12,7 @@ from .devices import pick_device, pick_dtype
 from ..errors import ModelFileError
 from .sd15 import CONFIG_DIR as SD15_CONFIG_DIR
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
-from .sd15 import NullFacePipe, attach_faceid, read_faceid, warn_without_sdpa
+from .sd15 import NullFacePipe, attach_faceid, read_faceid, vae_inplace_activations, warn_without_sdpa
 
 log = logging.getLogger("nullface")
 
@@ -173,6 +173,7 @@ def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, 
     if dt == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)           # SDXL's VAE overflows in fp16; diffusers and the reference upcast it
     pipe.set_progress_bar_config(disable=True)
+    vae_inplace_activations(pipe.vae)
     warn_without_sdpa(pipe)
     log.info("Reverse Personalization pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name,
              dev, dt)
