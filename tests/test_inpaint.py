@@ -9,7 +9,8 @@ import torch
 
 from nullface.methods.inpaint.guidance import attribute_gradient, corrected_step, feature_loss
 from nullface.errors import InputError, ModelFileError
-from nullface.methods.inpaint.sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
+from nullface.methods.inpaint.settings import InpaintSettings
+from nullface.methods.inpaint.sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
 from tests.inpaint_models import build_inpaint_models, farl_state_dict
 

@@ -9,7 +9,7 @@ import torch
 
 from nullface.errors import ModelFileError
 from nullface.faces.identity import FaceModels
-from nullface.methods.inpaint.sampler import InpaintSettings
+from nullface.methods.inpaint.settings import InpaintSettings
 from tests import faces_data as fd
 from tests.inpaint_models import build_inpaint_models
 

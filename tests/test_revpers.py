@@ -11,7 +11,7 @@ import torch
 
 from nullface.methods.revpers import pipeline as R
 from nullface.errors import InputError, ModelFileError
-from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as S
+from nullface.methods.revpers.settings import ReversePersonalizationSettings as S
 
 SIZE = 64          # pixels; the tiny VAE makes 8x8 latents
 
