@@ -39,18 +39,23 @@ class Spec:
     def range_text(self) -> str:
         """The range in words: "0..1", "> 0 and <= 30", ">= 0" ('' when unbounded)."""
         if self.lo is not None and self.hi is not None and not (self.lo_open or self.hi_open):
-            return f"{self.lo:g}..{self.hi:g}"
+            return f"{number(self.lo)}..{number(self.hi)}"
         parts = []
         if self.lo is not None:
-            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+            parts.append(f"{'>' if self.lo_open else '>='} {number(self.lo)}")
         if self.hi is not None:
-            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+            parts.append(f"{'<' if self.hi_open else '<='} {number(self.hi)}")
         return " and ".join(parts)
 
     def as_dict(self) -> dict:
         return {"default": self.default, "min": self.lo, "max": self.hi, "min_open": self.lo_open,
                 "max_open": self.hi_open, "step": self.step, "help": self.help, "source": self.source,
                 "flag": self.flag, "kind": self.kind}
+
+
+def number(v) -> str:
+    """A bound or default as people write it: 4294967295, 0.7, 0.3333, -10."""
+    return str(v) if isinstance(v, int) else f"{v:.4g}"
 
 
 def setting(default, help: str, *, source: str = "", min: float | None = None, max: float | None = None,
