@@ -12,7 +12,8 @@ import torch
 from .devices import pick_device, pick_dtype
 from ..errors import MissingDependencyError, ModelFileError
 from .insightface import BUFFALO_HINT, find_buffalo
-from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, read_state_dict, require_file
+from .files import (check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, missing_file,
+                    raise_missing, read_state_dict, require_file)
 from .quiet import expected_messages_silenced
 
 log = logging.getLogger("nullface")
@@ -183,13 +184,7 @@ def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.Pat
     """One ``ModelFileError`` listing every missing model file, each with the folder searched and where to
     get it (``kinds``: what the checkpoint and the FaceID file are, and the hint for each).
     ``insightface_root`` (when not False) also checks ArcFace (``<pack>/w600k_r50.onnx``)."""
-    missing = []
-    for path, (what, hint) in zip((checkpoint, faceid), kinds or SD15_FILES):
-        if path is None:
-            continue
-        path = Path(path).expanduser()
-        if not path.exists():
-            missing.append(f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}")
+    missing = [missing_file(path, what, hint) for path, (what, hint) in zip((checkpoint, faceid), kinds or SD15_FILES)]
     if insightface_root is not False:
         try:
             if insightface_root is None:
@@ -199,10 +194,7 @@ def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.Pat
         except ModelFileError as exc:
             text = str(exc)
             missing.append(text if BUFFALO_HINT in text else f"{text}. {BUFFALO_HINT}")
-    if len(missing) == 1:
-        raise ModelFileError(missing[0])
-    if missing:
-        raise ModelFileError(f"{len(missing)} model files are missing:\n" + "\n".join(f"- {m}" for m in missing))
+    raise_missing(missing)
 
 
 def check_sd15_checkpoint(path: Path) -> None:

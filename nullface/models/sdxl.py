@@ -12,7 +12,7 @@ from .devices import pick_device, pick_dtype
 from ..errors import ModelFileError
 from .sd15 import CONFIG_DIR as SD15_CONFIG_DIR
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
-from .sd15 import NullFacePipe, attach_faceid, read_faceid
+from .sd15 import NullFacePipe, attach_faceid, check_model_files, read_faceid
 
 log = logging.getLogger("nullface")
 
@@ -23,6 +23,8 @@ SDXL_HINT = ("Stable Diffusion XL base 1.0: 'sd_xl_base_1.0.safetensors' (6.9 GB
 FACEID_SDXL_HINT = ("IP-Adapter FaceID for SDXL: 'ip-adapter-faceid_sdxl.bin' (1.07 GB, holds its LoRA) from "
                     "huggingface.co/h94/IP-Adapter-FaceID (non-commercial research use, as its InsightFace "
                     "training data), in ComfyUI/models/ipadapter.")
+
+REVPERS_FILES = (("SDXL checkpoint", SDXL_HINT), ("IP-Adapter FaceID SDXL model", FACEID_SDXL_HINT))
 
 _CLIP_L = "conditioner.embedders.0.transformer."          # SDXL's first text encoder (CLIP ViT-L)
 _OPENCLIP_G = "conditioner.embedders.1.model."            # SDXL's second text encoder (OpenCLIP bigG)
@@ -161,6 +163,7 @@ def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, 
     """SDXL + IP-Adapter FaceID SDXL (with its LoRA), ready for Reverse Personalization."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_model_files(checkpoint, faceid, kinds=REVPERS_FILES)      # every missing file in one message
     faceid_sd = read_faceid_sdxl(faceid)            # fail fast on a wrong adapter before the big load
     width = faceid_sd["image_proj"]["norm.weight"].shape[0]
     if width == 768:

@@ -21,7 +21,8 @@ from ...errors import InputError, ModelFileError, NullFaceError
 from ...faces.imageio import check_face_images, check_masks, to_nhwc
 from .sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
-from ...models.files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
+from ...models.files import (check_checkpoint_file, check_files, check_model_folder, checkpoint_keys, load_or_explain,
+                             require_file)
 from ...models.sd15 import CONFIG_DIR, NullFacePipe
 
 log = logging.getLogger("nullface")
@@ -117,12 +118,22 @@ def load_sd15_inpainting(path: str | os.PathLike, device: torch.device, dtype: t
     return pipe.to(device)
 
 
+def check_inpaint_files(checkpoint, features=None, target=None) -> None:
+    """Every missing file of the inpainting method (checkpoint, FaRL file, target image) in one message."""
+    from ...models.farl import FARL_HINT
+    check_files([(checkpoint, "Stable Diffusion 1.5 inpainting checkpoint", INPAINT_HINT),
+                 (features, "FaRL feature extractor", FARL_HINT),
+                 (target, "target image", "Give the synthesized target face the repainted faces take their "
+                                          "attributes from (--target), or set --inpaint-guidance-scale 0.")])
+
+
 def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike | Any | None = None, *,
                       device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto",
                       config_dir: str | os.PathLike | None = None) -> InpaintPipe:
     """SD1.5 inpainting + φ: a FaRL file path, any differentiable callable, or None (guidance off only)."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_inpaint_files(checkpoint, features if isinstance(features, (str, os.PathLike)) else None)
     phi = features
     # Built outside inference mode (ComfyUI runs nodes inside it): the guidance backpropagates through the
     # VAE decoder and φ, which inference-mode parameters would refuse.
