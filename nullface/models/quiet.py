@@ -21,6 +21,9 @@ EXPECTED = (
      "FaceID's LoRA is for the UNet only"),
     ("diffusers.loaders.peft", "No LoRA keys associated to CLIPTextModel",
      "FaceID's LoRA is for the UNet only"),
+    ("transformers.utils.import_utils", "requires torchvision (not installed); falling back to",
+     "diffusers' pipelines import CLIP/SigLIP image processors that no method uses (FaceID takes ArcFace "
+     "embeddings; FaRL gets tensors)"),
 )
 # Libraries whose loading progress bars ("Loading pipeline components...", "Loading weights") are hidden.
 PROGRESS_BARS = ("diffusers.utils.logging", "transformers.utils.logging")

@@ -11,6 +11,7 @@ import torch
 from .devices import pick_device, pick_dtype
 from ..errors import ModelFileError
 from .sd15 import CONFIG_DIR as SD15_CONFIG_DIR
+from .quiet import expected_messages_silenced
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
 from .sd15 import NullFacePipe, attach_faceid, check_model_files, read_faceid
 
@@ -169,9 +170,10 @@ def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, 
     if width == 768:
         raise ModelFileError(f"'{Path(faceid).name}' is the FaceID adapter for SD1.5 (768-wide tokens); "
                              f"Reverse Personalization needs the SDXL one. {FACEID_SDXL_HINT}")
-    pipe = load_sdxl(checkpoint, dev, dt, config_dir)
-    attach_faceid(pipe, faceid_sd, Path(faceid).name, FACEID_SDXL_HINT)
-    pipe.to(dev, dt)
+    with expected_messages_silenced():              # diffusers' expected warnings and loading bars (quiet.py)
+        pipe = load_sdxl(checkpoint, dev, dt, config_dir)
+        attach_faceid(pipe, faceid_sd, Path(faceid).name, FACEID_SDXL_HINT)
+        pipe.to(dev, dt)
     if dt == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)           # SDXL's VAE overflows in fp16; diffusers and the reference upcast it
     pipe.set_progress_bar_config(disable=True)

@@ -23,6 +23,7 @@ from .sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cu
 from ...diffusion.masks import latent_mask
 from ...models.files import (check_checkpoint_file, check_files, check_model_folder, checkpoint_keys, load_or_explain,
                              require_file)
+from ...models.quiet import expected_messages_silenced
 from ...models.sd15 import CONFIG_DIR, NullFacePipe
 
 log = logging.getLogger("nullface")
@@ -137,7 +138,7 @@ def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike
     phi = features
     # Built outside inference mode (ComfyUI runs nodes inside it): the guidance backpropagates through the
     # VAE decoder and φ, which inference-mode parameters would refuse.
-    with torch.inference_mode(False):
+    with torch.inference_mode(False), expected_messages_silenced():   # no loading bars (models/quiet.py)
         if isinstance(features, (str, os.PathLike)):
             from ...models.farl import load_farl
             phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
