@@ -149,26 +149,33 @@ class NullFacePipe:
         else:
             self.offload()
 
-    def ready(self) -> "NullFacePipe":
-        """Make sure the weights are loaded and sit on ``device`` (after ``offload`` or ``unload``)."""
+    def ready(self, callback=None) -> "NullFacePipe":
+        """Make sure the weights are loaded and sit on ``device`` (after ``offload`` or ``unload``).
+        ``callback`` (the engine's progress callback) may stop a reload from disk between its parts."""
         if self.pipeline is None:
-            self._reload()
+            self._reload(callback)
         if self.manager is not None:
             self.manager.load(self)
         else:
             self.move(True)
         return self
 
-    def _reload(self) -> None:
+    def _reload(self, callback=None) -> None:
         log.info("NullFace: reading %s again", " + ".join(Path(p).name for p in (self.checkpoint, self.faceid) if p))
-        fresh = self._load_again()
+        fresh = self._load_again(callback)
         self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
         self._prompt_cache.clear()
 
-    def _load_again(self) -> "NullFacePipe":
+    def _load_again(self, callback=None) -> "NullFacePipe":
         """A freshly loaded pipe of the same files (each model family's loader overrides this)."""
         return load_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
-                         config_dir=self.config_dir, offloaded=self.manager is not None)
+                         config_dir=self.config_dir, offloaded=self.manager is not None, callback=callback)
+
+
+def load_check(callback):
+    """``check()`` for a load: the engine callback's "load" tick (nothing without a callback)."""
+    from ..progress import tick
+    return lambda: tick(callback, "load")
 
 
 def _empty_cache(device: torch.device) -> None:
@@ -293,20 +300,24 @@ def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACE
 
 def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, device: str | torch.device = "auto",
               dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None,
-              offloaded: bool = False) -> NullFacePipe:
+              offloaded: bool = False, callback=None) -> NullFacePipe:
     """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling.
 
     ``offloaded``: build on the CPU and leave the weights there (``ready()`` or a memory manager moves them
-    to ``device`` when they are needed).
+    to ``device`` when they are needed). ``callback`` (the engine's progress callback) is called between
+    the parts of the load, where a Cancel can stop it.
     """
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     check_model_files(checkpoint, faceid)      # every missing file in one message
     faceid_sd = read_faceid(faceid)            # fail fast on a wrong adapter before the big load
     where = torch.device("cpu") if offloaded else dev
-    with expected_messages_silenced():         # diffusers' expected warnings and loading bars (nullface/quiet.py)
+    check = load_check(callback)
+    with expected_messages_silenced(check):    # diffusers' expected warnings and loading bars (nullface/quiet.py)
         pipe = load_sd15(checkpoint, where, dt, config_dir)
+        check()
         attach_faceid(pipe, faceid_sd, Path(faceid).name)
+        check()
         pipe.to(where, dt)
     pipe.set_progress_bar_config(disable=True)
     log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)

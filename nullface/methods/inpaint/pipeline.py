@@ -24,7 +24,8 @@ from ...diffusion.masks import latent_mask
 from ...models.files import (check_checkpoint_file, check_files, check_model_folder, checkpoint_keys, load_or_explain,
                              require_file)
 from ...models.quiet import expected_messages_silenced
-from ...models.sd15 import CONFIG_DIR, NullFacePipe
+from ...progress import tick
+from ...models.sd15 import CONFIG_DIR, NullFacePipe, load_check
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -48,13 +49,13 @@ class InpaintPipe(NullFacePipe):
             if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
                 self.features.to("cpu")
 
-    def _load_again(self) -> "InpaintPipe":
+    def _load_again(self, callback=None) -> "InpaintPipe":
         return load_inpaint_pipe(self.checkpoint, self.features, device=self.device, dtype=self.dtype,
-                                 config_dir=self.config_dir)
+                                 config_dir=self.config_dir, callback=callback)
 
-    def ready(self) -> "InpaintPipe":
+    def ready(self, callback=None) -> "InpaintPipe":
         with torch.inference_mode(False):
-            super().ready()
+            super().ready(callback)
             if isinstance(self.features, torch.nn.Module):
                 self.features.to(self.device)
         return self
@@ -130,19 +131,23 @@ def check_inpaint_files(checkpoint, features=None, target=None) -> None:
 
 def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike | Any | None = None, *,
                       device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto",
-                      config_dir: str | os.PathLike | None = None) -> InpaintPipe:
-    """SD1.5 inpainting + φ: a FaRL file path, any differentiable callable, or None (guidance off only)."""
+                      config_dir: str | os.PathLike | None = None, callback=None) -> InpaintPipe:
+    """SD1.5 inpainting + φ: a FaRL file path, any differentiable callable, or None (guidance off only).
+    ``callback`` as ``load_pipe``'s (a Cancel can stop the load between its parts)."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     check_inpaint_files(checkpoint, features if isinstance(features, (str, os.PathLike)) else None)
     phi = features
     # Built outside inference mode (ComfyUI runs nodes inside it): the guidance backpropagates through the
     # VAE decoder and φ, which inference-mode parameters would refuse.
-    with torch.inference_mode(False), expected_messages_silenced():   # no loading bars (models/quiet.py)
+    check = load_check(callback)
+    with torch.inference_mode(False), expected_messages_silenced(check):   # no loading bars (models/quiet.py)
         if isinstance(features, (str, os.PathLike)):
             from ...models.farl import load_farl
             phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
+            check()
         pipe = load_sd15_inpainting(checkpoint, dev, dt, config_dir)
+        check()
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)                         # the guidance differentiates x̂_0 only
@@ -196,13 +201,15 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
                                  "pipe, or set guidance_scale to 0 for plain SD inpainting. " + _farl_hint())
         if target is None:
             raise InputError("the attribute guidance needs a target image (e.g. a synthesized face)")
-    pipe = pipe.ready()
+    pipe = pipe.ready(callback)
     dev, dt = pipe.device, pipe.dtype
     g = torch.Generator().manual_seed(int(settings.seed))
     schedule = ldm_schedule(settings.steps, sd_alphas_cumprod(dict(pipe.modules.scheduler.config)))
     count = {"unet_evals": 0, "guidance_backward": 0}
     with torch.no_grad():
+        tick(callback, "encode")
         z0 = _sample_latents(pipe, x, g)                                 # E(y)
+        tick(callback, "encode")
         masked = _sample_latents(pipe, x * (1 - m_pix), g)              # E(y ⊙ (1 − m))
         lh, lw = z0.shape[-2:]
         m_lat = latent_mask(m_pix[:, 0], (lh, lw)).to(dev)              # m at latent size (nearest)
@@ -226,11 +233,13 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
                 return pipe.vae.decode((z / pipe.vae_scale).to(dt)).sample.float()   # D(x̂_0), -1..1
 
             def guidance(x0: torch.Tensor, k: int) -> torch.Tensor:
+                tick(callback, "guidance")                               # a VAE decode and its backward
                 count["guidance_backward"] += int(x0.shape[0])
                 return attribute_gradient(x0, decode, phi, tgt_feats, src_feats, scale=settings.guidance_scale,
                                           sim_weight=settings.sim_weight, dissim_weight=settings.dissim_weight)
 
         latents = sample_inpaint(eps, x_t, schedule, noise, guidance, callback)
+        tick(callback, "decode")
         out = pipe.vae.decode((latents / pipe.vae_scale).to(dt)).sample.float().clamp(-1, 1)
     if not torch.isfinite(out).all():
         raise NullFaceError("the model produced NaN/inf values (try precision fp32 or bf16); "
