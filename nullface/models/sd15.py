@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .devices import pick_device, pick_dtype
+from .devices import give_back_host_memory, pick_device, pick_dtype
 from ..errors import MissingDependencyError, ModelFileError
 from .insightface import BUFFALO_HINT, find_buffalo
 from .files import (check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, missing_file,
@@ -139,6 +139,7 @@ class NullFacePipe:
         import gc
         gc.collect()
         _empty_cache(self.device)
+        give_back_host_memory()             # RAM back to the system, as ComfyUI's own models give it back
         log.info("NullFace models unloaded; they are read from disk again on next use")
 
     def release(self) -> None:
@@ -162,9 +163,12 @@ class NullFacePipe:
 
     def _reload(self, callback=None) -> None:
         log.info("NullFace: reading %s again", " + ".join(Path(p).name for p in (self.checkpoint, self.faceid) if p))
-        fresh = self._load_again(callback)
-        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
+        self._adopt(self._load_again(callback))
         self._prompt_cache.clear()
+
+    def _adopt(self, fresh: "NullFacePipe") -> None:
+        """Take the weights of a freshly loaded pipe of the same files (``_reload``)."""
+        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
 
     def _load_again(self, callback=None) -> "NullFacePipe":
         """A freshly loaded pipe of the same files (each model family's loader overrides this)."""

@@ -41,6 +41,7 @@ class InpaintPipe(NullFacePipe):
     """SD1.5 inpainting (9-channel UNet, VAE, text encoder) and the optional feature extractor φ."""
 
     features: Any = None               # φ (nullface.models.farl.FarlFeatures or any differentiable callable)
+    features_file: str | None = None   # φ's file when it was read from one: dropped on unload, read again
 
     # Moves happen outside inference mode, so that the parameters stay ordinary tensors autograd accepts.
     def offload(self) -> None:
@@ -50,8 +51,18 @@ class InpaintPipe(NullFacePipe):
                 self.features.to("cpu")
 
     def _load_again(self, callback=None) -> "InpaintPipe":
-        return load_inpaint_pipe(self.checkpoint, self.features, device=self.device, dtype=self.dtype,
-                                 config_dir=self.config_dir, callback=callback)
+        return load_inpaint_pipe(self.checkpoint, self.features_file or self.features, device=self.device,
+                                 dtype=self.dtype, config_dir=self.config_dir, callback=callback)
+
+    def _adopt(self, fresh: "InpaintPipe") -> None:
+        super()._adopt(fresh)
+        self.features = fresh.features
+
+    def unload(self) -> None:
+        """Drop the weights, FaRL's too when it came from a file (read again on next use)."""
+        if self.features_file:
+            self.features = None
+        super().unload()
 
     def ready(self, callback=None) -> "InpaintPipe":
         with torch.inference_mode(False):
@@ -153,7 +164,8 @@ def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike
         module.requires_grad_(False)                         # the guidance differentiates x̂_0 only
     log.info("Inpainting pipeline: %s on %s (%s), feature extractor: %s", Path(checkpoint).name, dev, dt,
              getattr(phi, "path", None) or (type(phi).__name__ if phi is not None else "none"))
-    return InpaintPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid="", features=phi)
+    return InpaintPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid="", features=phi,
+                       features_file=str(features) if isinstance(features, (str, os.PathLike)) else None)
 
 
 def _sample_latents(pipe: InpaintPipe, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -194,14 +206,14 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
     if m is None:
         raise InputError("the inpainting method needs a mask of the region to repaint (1 = anonymize)")
     m_pix = (m >= 0.5).float()[:, None]                                  # m, hard as the reference's masks
-    phi = features if features is not None else pipe.features
     if settings.guided:
-        if phi is None:
+        if features is None and pipe.features is None and not pipe.features_file:
             raise ModelFileError("the attribute guidance needs its feature extractor (FaRL): load it with the "
                                  "pipe, or set guidance_scale to 0 for plain SD inpainting. " + _farl_hint())
         if target is None:
             raise InputError("the attribute guidance needs a target image (e.g. a synthesized face)")
     pipe = pipe.ready(callback)
+    phi = features if features is not None else pipe.features            # (read again after an unload)
     dev, dt = pipe.device, pipe.dtype
     g = torch.Generator().manual_seed(int(settings.seed))
     schedule = ldm_schedule(settings.steps, sd_alphas_cumprod(dict(pipe.modules.scheduler.config)))
