@@ -30,7 +30,7 @@ class FileWorker:
         self.options, self.quality = options, quality
 
     def __call__(self, batch: dict) -> dict:
-        from .anonymize import process_files
+        from .process import process_files
         group = [(Path(s), str(k), Path(t)) for s, k, t in zip(batch["src"], batch["key"], batch["target"])]
         entries = process_files(group, self.detector, self.anonymizer, self.options, self.quality)
         return {"key": np.array([k for _, k, _ in group], dtype=object),
@@ -56,8 +56,11 @@ def run_on_ray(args, plan, outdir: Path, options, quality: int, report: dict, en
                engine) -> bool:
     """Process ``plan`` [(src, rel, out_rel)] on Ray; ``entries``/``report.json`` updated as groups finish.
     Returns True when interrupted (Ctrl-C or the run stopped on failing workers: a re-run resumes)."""
+    from .process import shareable
     from .outputs import write_json
     from .report import with_totals
+    absolute = getattr(args, "absolute_paths", False)
+    where = {str(rel): (src, out_rel) for src, rel, out_rel in plan}
     ray = _connect(args.ray)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -74,7 +77,9 @@ def run_on_ray(args, plan, outdir: Path, options, quality: int, report: dict, en
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for key, entry in zip(batch["key"], batch["entry"]):
-                entries[str(key)] = json.loads(entry)
+                entry = json.loads(entry)
+                entries[str(key)] = entry if absolute else shareable(entry, where[str(key)][0], str(key),
+                                                                     where[str(key)][1])
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

@@ -9,17 +9,18 @@ One with ``many_images = True`` takes faces of several photos in one call: ``f([
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..faces.crop import PASTE_FEATHER, FaceCrop, crop_face, paste_face, region_weights
-from ..faces.detect import DetectedFace, select_faces, split_ignored
+from ..faces.detect import select_faces, split_ignored
+from ..faces.face import Face
 from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
-from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
+from ..faces.regions import MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
 
@@ -34,7 +35,8 @@ class PhotoOptions:
 
     crop_size: int = 512
     zoom: float = 1.0                 # framing: 1.0 = FFHQ/CelebA-HQ (the paper's inputs); larger shows more
-    keep: tuple[str, ...] = DEFAULT_KEEP  # regions kept visible (the paper's eyes + mouth); () = whole face
+    keep: tuple[str, ...] | None = None   # regions kept visible; () = whole face; None = the method's default
+                                          # (its settings' KEEP, carried by its anonymizer as ``keep``)
     grow: float = 0                   # grow (+) / shrink (-) the kept regions, crop pixels
     feather: float = 0.0              # soft edge of the kept regions, crop pixels (0 = hard, as the paper)
     on_failure: str = "error"         # error | blur | pixelate | keep
@@ -66,18 +68,25 @@ class PhotoOptions:
 
 @dataclass
 class FaceOutcome:
-    index: int
-    bbox: list[float]
-    score: float
+    """What became of one face to anonymize (the face itself is ``face``)."""
+
+    index: int                        # its place among the photo's faces to anonymize (largest first)
+    face: Face
     status: str                       # "anonymized" | "failed" | "not_attempted" (the file failed before)
     policy: str | None = None         # the failure policy applied, if any
     error: str | None = None
 
+    @property
+    def bbox(self) -> np.ndarray:
+        return self.face.bbox
+
+    @property
+    def score(self) -> float:
+        return self.face.score
+
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["bbox"] = [round(float(v), 1) for v in self.bbox]
-        d["score"] = round(float(self.score), 4)
-        return d
+        return {"index": self.index, "bbox": self.face.box_list(), "score": round(float(self.face.score), 4),
+                "status": self.status, "policy": self.policy, "error": self.error}
 
 
 @dataclass
@@ -85,7 +94,7 @@ class PhotoResult:
     image: np.ndarray                 # same layout as the input (gray, RGB, or RGBA with the alpha kept)
     faces: list[FaceOutcome] = field(default_factory=list)
     detector: str = ""
-    ignored: list[dict] = field(default_factory=list)   # faces left as they are: box, score, reason
+    ignored: list[Face] = field(default_factory=list)   # faces left as they are, each with its reason (.ignored)
     audits: list = field(default_factory=list)          # the re-ID audits of its faces (every try), call order
 
     @property
@@ -115,7 +124,7 @@ class PhotoResult:
 
     def to_dict(self) -> dict:
         return {**self.counts, "detector": self.detector, "faces": [f.to_dict() for f in self.faces],
-                "ignored_faces": self.ignored}
+                "ignored_faces": [f.to_dict() for f in self.ignored]}
 
 
 def as_rgb(image: np.ndarray, mode: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -146,7 +155,7 @@ def _restore_layout(out: np.ndarray, original: np.ndarray, alpha: np.ndarray | N
     return out
 
 
-def prepare_crop(image: np.ndarray, face: DetectedFace, options: PhotoOptions,
+def prepare_crop(image: np.ndarray, face: Face, options: PhotoOptions,
                  keep_mask: np.ndarray | None = None) -> FaceCrop:
     """The aligned crop of one face with its anonymization mask (1 = anonymize): kept regions,
     ``options.external_mask`` and ``keep_mask`` (image size, 1 = keep visible) applied."""
@@ -183,12 +192,12 @@ def _rounds(boxes: Sequence[Sequence[float]]) -> list[list[int]]:
     return rounds
 
 
-def select(faces: Sequence[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[DetectedFace]]:
+def select(faces: Sequence[Face], options: PhotoOptions) -> tuple[list[Face], list[Face]]:
     """(faces to anonymize, ignored faces), both largest first (``nullface.faces.detect.select_faces``)."""
     return split_ignored(select_faces(list(faces), options.min_face_size, options.max_faces, options.score_threshold))
 
 
-def _warn_ignored(name: str, ignored: Sequence[DetectedFace]) -> None:
+def _warn_ignored(name: str, ignored: Sequence[Face]) -> None:
     if ignored:
         log.warning("%s: %d face(s) IGNORED, left as they are: %s", name, len(ignored),
                     "; ".join(f"{[int(v) for v in f.bbox]} {f.ignored}" for f in ignored))
@@ -247,7 +256,7 @@ class _Photo:
         found = list(detector.detect(self.rgb)) if faces is None else list(faces)
         self.faces, ignored = select(found, options)
         _warn_ignored(name, ignored)
-        self.result = PhotoResult(image=self.image, detector=det_name, ignored=[f.to_dict() for f in ignored])
+        self.result = PhotoResult(image=self.image, detector=det_name, ignored=list(ignored))
         if not self.faces:
             if not ignored:
                 no_face(name, options.on_no_face)
@@ -267,7 +276,7 @@ class _Photo:
         rnd = self.rounds[r]
         if self.refused:                        # the file already failed: later rounds are not attempted
             for i in rnd:
-                self.outcomes[i] = FaceOutcome(i, self.faces[i].bbox.tolist(), self.faces[i].score, "not_attempted")
+                self.outcomes[i] = FaceOutcome(i, self.faces[i], "not_attempted")
             return []
         self.crops = {i: (self.crops0[i] if self.out is self.rgb else
                           prepare_crop(self.out, self.faces[i], options, self.keep_mask)) for i in rnd}
@@ -287,9 +296,9 @@ class _Photo:
             reason = _check_result(res, crop)
             if reason is None:
                 self.out = paste_face(self.out, crop, res)
-                self.outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
+                self.outcomes[i] = FaceOutcome(i, f, "anonymized")
                 continue
-            self.outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
+            self.outcomes[i] = FaceOutcome(i, f, "failed", options.on_failure, reason)
             if options.on_failure == "error":       # every face of the round is judged before failing the file
                 self.refused.append(f"{where}: {reason}")
                 continue
@@ -347,7 +356,7 @@ def _anonymize_chunk(anonymizer, jobs: list[tuple[_Photo, int]], many: bool) -> 
 
 def anonymize_photos(images: Sequence, detector, anonymizer: Anonymizer, options: PhotoOptions = PhotoOptions(), *,
                      names: Sequence[str] | None = None, keep_masks: Sequence | None = None, mode: str | None = None,
-                     found: Sequence[Sequence[DetectedFace]] | None = None) -> list:
+                     found: Sequence[Sequence[Face]] | None = None) -> list:
     """Many photos at once: every face anonymized with its own identity, pasted back; fails closed per photo.
 
     Returns one ``PhotoResult`` or exception per image (never raises, except ``KeyboardInterrupt`` and
@@ -361,6 +370,8 @@ def anonymize_photos(images: Sequence, detector, anonymizer: Anonymizer, options
     audits recorded in ``anonymizer.audits`` move to each photo's ``PhotoResult.audits``.
     """
     options.validate()
+    if options.keep is None:                 # the method's own default; an anonymizer without one: the whole face
+        options = replace(options, keep=tuple(getattr(anonymizer, "keep", ())))
     n = len(images)
     names = list(names) if names is not None else [f"image {i}" for i in range(n)]
     keep_masks = list(keep_masks) if keep_masks is not None else [None] * n
@@ -401,7 +412,7 @@ def photo_report(results: Sequence, names: Sequence[str] | None = None) -> str:
                          + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
         lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
                   + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
+        lines += [f"  ignored face {[int(v) for v in g.bbox]}: {g.ignored}" for g in res.ignored]
         for j, checked in enumerate(res.audits):
             last = checked.tries[-1].audit if getattr(checked, "tries", None) else None
             lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "
@@ -411,12 +422,13 @@ def photo_report(results: Sequence, names: Sequence[str] | None = None) -> str:
 
 @dataclass
 class PhotoFaces:
-    """The faces detected in each image of a batch (what the Detect Faces node passes on)."""
+    """The faces detected in each image of a batch (what the Detect Faces node passes on): a container of
+    ``Face`` lists, one per image."""
 
-    faces: list[list[DetectedFace]]    # the faces to anonymize
+    faces: list[list[Face]]            # the faces to anonymize
     sizes: list[tuple[int, int]]       # (h, w) of each image
     detector: str = ""
-    ignored: list[list[DetectedFace]] = field(default_factory=list)   # left as they are, with the reason
+    ignored: list[list[Face]] = field(default_factory=list)   # left as they are, with the reason
 
     def ignored_count(self) -> int:
         return sum(len(f) for f in self.ignored)
@@ -424,7 +436,7 @@ class PhotoFaces:
     def count(self) -> int:
         return sum(len(f) for f in self.faces)
 
-    def flat(self) -> list[tuple[int, int, DetectedFace]]:
+    def flat(self) -> list[tuple[int, int, Face]]:
         """(image index, face index, face) for every face, image by image, largest face first."""
         return [(i, k, f) for i, fs in enumerate(self.faces) for k, f in enumerate(fs)]
 
