@@ -247,6 +247,10 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
             plan.append((src, rel, out_rel))
     entries.update(refused)
     interrupted = False
+    if getattr(args, "ray", None):             # Ray workers do not start in this folder: absolute model paths
+        for k in PATH_OPTIONS:
+            if getattr(args, k, None):
+                setattr(args, k, str(Path(getattr(args, k)).expanduser().resolve()))
     if engine is None:
         engine = _engine(args, anonymizer, detector)
     try:

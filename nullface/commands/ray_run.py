@@ -60,13 +60,14 @@ def run_on_ray(args, plan, outdir: Path, options, quality: int, report: dict, en
     from .outputs import write_json
     from .report import with_totals
     absolute = getattr(args, "absolute_paths", False)
-    where = {str(rel): (src, out_rel) for src, rel, out_rel in plan}
+    where = {str(rel): (Path(src).resolve(), out_rel) for src, rel, out_rel in plan}
     ray = _connect(args.ray)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.ray_workers or max(1, gpus)
     per_worker_cpus = 1 if gpus else max(1, cpus // workers - 1)    # leave a CPU for Ray Data's own tasks
-    rows = [{"src": str(src), "key": str(rel), "target": str(outdir / out_rel)} for src, rel, out_rel in plan]
+    rows = [{"src": str(Path(src).resolve()), "key": str(rel), "target": str((outdir / out_rel).resolve())}
+            for src, rel, out_rel in plan]                     # workers do not start in this folder
     log.info("Ray: %d file(s) on %d worker(s) (%s)", len(rows), workers,
              f"{gpus} GPU(s)" if gpus else f"{per_worker_cpus} CPU(s) each")
     ds = ray.data.from_items(rows).map_batches(
