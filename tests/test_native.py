@@ -284,6 +284,7 @@ def test_ldm_block_names_comfyui_attention_blocks():
 def test_native_nodes_load_without_comfyui_and_refuse_an_unpatched_model():
     from tests.conftest import pack_module
     native = pack_module("nodes.native")                 # (no ComfyUI import at load: tests/test_packaging.py)
+    comfy_side = pack_module("nodes.native_comfy")
     for cls in native.NODE_CLASS_MAPPINGS.values():
         cls.INPUT_TYPES()
 
@@ -294,8 +295,8 @@ def test_native_nodes_load_without_comfyui_and_refuse_an_unpatched_model():
     with pytest.raises(ValueError, match="no NullFace FaceID patch"):
         native.NullFaceNativeInversion().invert(Model(), [], {"samples": torch.zeros(1, 4, 8, 8)}, 100, 70, 0)
     Model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)] = \
-        native.FaceIDAttention(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)
-    assert native.has_faceid(Model())
+        comfy_side.FaceIDAttention(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)
+    assert comfy_side.has_faceid(Model())
     delay = native.NullFaceGuiderNode.INPUT_TYPES()["required"]["mask_delay"][1]["default"]
     assert N.mask_delay_steps(delay, 30) == 10
     assert np.isclose(delay, 1 / 3, atol=1e-4)

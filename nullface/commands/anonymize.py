@@ -20,7 +20,8 @@ from pathlib import Path
 from ..faces.imageio import read_image
 from .methods import METHODS, add_revpers_flags, build_anonymizer, method_settings
 from .options import detector_from_args
-from .outputs import collect_inputs, output_name, save_image, write_json
+from ..privacy.saving import save_image
+from .outputs import collect_inputs, output_name, write_json
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
 
 log = logging.getLogger("nullface")

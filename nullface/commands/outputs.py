@@ -1,12 +1,11 @@
-"""The CLI's files: inputs from files, folders and globs, output names, and pixels-only atomic writes."""
+"""The CLI's files: inputs from files, folders and globs, output names, and the JSON report's atomic write."""
 from __future__ import annotations
 
 import glob
 import json
-import os
 from pathlib import Path
 
-import numpy as np
+from ..privacy.saving import write_atomic
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -79,33 +78,6 @@ def output_name(rel: Path, fmt: str) -> Path:
     return rel.with_suffix("." + fmt)
 
 
-def save_image(image: np.ndarray, target: Path, quality: int = 95) -> None:
-    """Pixels only (no EXIF, ICC or text), in the format of ``target``'s extension, atomically: a hidden
-    temp file in the same folder, then rename. Nothing half-written is left behind, whatever interrupts it.
-    JPEG and BMP have no alpha channel: an RGBA image loses its alpha there."""
-    from ..privacy.saving import save_options, strip_to_pixels
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ext = target.suffix.lower()
-    opts = {".bmp": {"format": "BMP"}, ".tif": {"format": "TIFF"}, ".tiff": {"format": "TIFF"}}.get(ext) \
-        or save_options(ext, quality)
-    img = strip_to_pixels(image)
-    if opts["format"] in ("JPEG", "BMP") and img.mode == "RGBA":
-        img = img.convert("RGB")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            img.save(fh, **opts)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``data`` as indented JSON at ``path``, written atomically (``nullface.privacy.saving.write_atomic``)."""
+    write_atomic(path, json.dumps(data, indent=2).encode())

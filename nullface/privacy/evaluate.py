@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .audit import FaceLike, Recognizer, audit_face, refit_geometry
+from .photo import as_rgb
 from ..errors import InputError, MissingDependencyError
+from ..faces.imageio import read_image
 
 log = logging.getLogger("nullface")
 
@@ -328,15 +330,6 @@ def pair_files(originals: str | Path, anonymized: str | Path) -> Pairing:
     return Pairing(tuple(pairs), tuple(missing), extra)
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB, EXIF orientation applied."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except OSError as exc:
-        raise InputError(f"cannot read image '{path}': {exc}") from exc
-
-
 @dataclass(frozen=True)
 class Summary:
     """One row of the table: rates in %, means over faces (attributes) or pairs (background)."""
@@ -484,7 +477,7 @@ def evaluate_folders(originals: str | Path, anonymized: str | Path, detector: An
     rows: list[np.ndarray] = []
     for key, o_path, a_path in pairing.pairs:
         try:
-            o, a = load_rgb(o_path), load_rgb(a_path)
+            o, a = (as_rgb(read_image(p), "RGBA")[0] for p in (o_path, a_path))   # RGB, alpha dropped
             faces = list(detector.detect(o))
             if largest_only:
                 faces = faces[:1]
