@@ -13,6 +13,7 @@ import logging
 import torch
 
 from ..nullface.methods.nullface import native as N
+from ..nullface.methods.nullface.sampler import guidance
 from ..nullface.methods.nullface.settings import NullFaceSettings
 from ..nullface.models.devices import pick_inversion_batch
 from ..nullface.models.sd15 import FACEID_HINT
@@ -197,7 +198,7 @@ def comfy_classes():
                     m = N.guidance_mask(self.mask, x.shape[-2:], self.soft_mask).to(x.device, x.dtype)
                     if m.shape[0] not in (1, x.shape[0]):
                         raise ValueError(f"{m.shape[0]} masks for {x.shape[0]} latents: give one, or one per image")
-            return N.guidance(cond, uncond, self.cfg, m, i, delay)      # eqs. 3-4, the engine sampler's
+            return guidance(cond, uncond, self.cfg, m, i, delay)      # eqs. 3-4, the engine sampler's
 
     return {"NullGuider": NullGuider, "InversionSampler": InversionSampler, "ReplaySampler": ReplaySampler,
             "NullFaceGuider": NullFaceGuider}

@@ -18,6 +18,7 @@ available here:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from PIL import Image
 
 from .audit import FaceLike, Recognizer, audit_face, refit_geometry
 from .photo import as_rgb
+from .saving import write_atomic
 from ..errors import InputError, MissingDependencyError
 from ..faces.imageio import read_image
 
@@ -404,7 +406,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
     names = list(summary.reid)
     fields = ["key", "faces"] + [f"reid_{n}_pct" for n in names] + list(CSV_FIELDS[2:])
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with io.StringIO(newline="") as fh:                  # written whole or not at all (write_atomic)
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in results:
@@ -425,6 +427,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
         row.update({f"{a}_diff": _csv(_mean([getattr(f, a) for f in faces])) for a in ("yaw", "pitch", "roll")})
         row.update({f"reid_{n}_pct": _csv(v) for n, v in s.reid.items()})
         w.writerow(row)
+        write_atomic(path, fh.getvalue().encode("utf-8"))
     return path
 
 
