@@ -1,4 +1,5 @@
-"""What every NullFace node shares: type names, tensor conversion, and lazy ComfyUI hooks.
+"""What every NullFace node shares: type names, tensor conversion (``nullface.faces.imageio``), small helpers
+(mask fitting, batch size, releasing a pipe) and lazy ComfyUI hooks.
 
 Nothing here imports ComfyUI at module load: the pack imports and its tests run without it.
 """

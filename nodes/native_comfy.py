@@ -34,6 +34,7 @@ def has_faceid(model) -> bool:
 
 
 def require_faceid(model, node: str) -> None:
+    """Refuse a MODEL without the FaceID patch: without it nothing would be anonymized."""
     if not has_faceid(model):
         raise ValueError(f"{node}: the MODEL has no NullFace FaceID patch; connect it through "
                          "'NullFace Apply FaceID (native)' (without it nothing would be anonymized)")
