@@ -36,8 +36,8 @@ def crop_anonymizer(crops_fn: CropsFn, settings, escalate: Callable, *,
     of its faces gets the error, so the photo's fail-closed policy applies. With ``audit``
     (``f(original_crop, result, crop) -> FaceAudit``) a face still re-identified is retried with
     ``escalate(settings, k)`` up to ``max_tries`` in all, then becomes an error. Audits are kept in
-    ``f.audits`` (face index in call order). ``callback`` gets the method's progress, plus
-    ``{"phase": "expect", "work": n}`` when a retry adds n image-steps.
+    ``f.audits`` (face index in call order); ``f.keep`` is the method's default kept regions. ``callback``
+    gets the method's progress, plus ``{"phase": "expect", "work": n}`` when a retry adds n image-steps.
     """
     from ..privacy.audit import audit_crops
 
@@ -64,6 +64,7 @@ def crop_anonymizer(crops_fn: CropsFn, settings, escalate: Callable, *,
                            callback=callback, retry=lambda i, s: crops_fn([crops[i]], [condition[i]], s)[0])
 
     run.audits = []
+    run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
     return run
 
 
