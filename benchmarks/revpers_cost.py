@@ -73,7 +73,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--prompt", default="", help="attribute prompt")
     ap.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     ap.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
-    ap.add_argument("--inversion-batch", type=int, default=8, help="UNet rows per inversion call")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     dtype = pick_dtype(device, args.dtype)
@@ -96,7 +95,7 @@ def main(argv=None) -> dict:
     counter = {"evals": 0}
     sd.unet.register_forward_pre_hook(lambda m, a: counter.__setitem__("evals", counter["evals"] + a[0].shape[0]))
     faces = np.random.RandomState(0).randint(0, 256, (1, args.size, args.size, 3)).astype(np.uint8)
-    s = RS(steps=args.steps, prompt=args.prompt, inversion_batch=args.inversion_batch)
+    s = RS(steps=args.steps, prompt=args.prompt)
     e = np.random.RandomState(1).standard_normal((1, 512)).astype(np.float32)
     e /= np.linalg.norm(e)
 

@@ -1,6 +1,8 @@
 """Whole-photo nodes: detect every face, crop, region masks, paste back, and Anonymize Photo in one node."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -84,10 +86,11 @@ class NullFaceCropFaces:
         if len(arrays) != len(faces.faces):
             raise ValueError(f"{len(arrays)} images but faces for {len(faces.faces)}: use the same batch")
         opts = PhotoOptions(crop_size=crop_size, zoom=zoom, keep=()).validate()   # masks come from Region Mask
-        crops = [(i, prepare_crop(a, f, opts)) for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
+        crops = [replace(prepare_crop(a, f, opts), image_index=i)
+                 for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
         if not crops:
             raise ValueError("no faces to crop: every image was passed through without a face")
-        return (numpy_to_images([c.image for _, c in crops]), crops)
+        return (numpy_to_images([c.image for c in crops]), crops)
 
 
 class NullFaceFaceRegionMask:
@@ -122,18 +125,18 @@ class NullFaceFaceRegionMask:
             raise ValueError("tick at least one region")
         if space == "crop":
             out = [region_mask(c.to_crop(face_landmarks(c.face)), (c.size, c.size), names, grow, feather)
-                   for _, c in crop_info]
+                   for c in crop_info]
             if not out:
                 raise ValueError("no face crops: nothing to make a mask for")
             return (torch.from_numpy(np.stack(out)),)
-        shapes = {i: c.image_shape for i, c in crop_info}
+        shapes = {c.image_index: c.image_shape for c in crop_info}
         if image is not None:
             count, shape = image.shape[0], tuple(image.shape[1:3])
         elif shapes:
             count, shape = max(shapes) + 1, next(iter(shapes.values()))
         else:
             raise ValueError("no face crops and no image: connect the image to size the masks")
-        faces = [[c.face for i, c in crop_info if i == k] for k in range(count)]
+        faces = [[c.face for c in crop_info if c.image_index == k] for k in range(count)]
         return (torch.from_numpy(np.stack([image_region_mask(shape, f, names, grow, feather) for f in faces])),)
 
 
@@ -159,10 +162,10 @@ class NullFacePasteFaces:
         results = images_to_numpy(anonymized_crops)
         if len(results) != len(crop_info):
             raise ValueError(f"{len(results)} anonymized crops for {len(crop_info)} faces")
-        for (idx, c), r in sorted(zip(crop_info, results), key=lambda x: x[0][1].face.area):
+        for c, r in sorted(zip(crop_info, results), key=lambda x: x[0].face.area):
             if r.shape != c.image.shape:
                 raise ValueError(f"an anonymized crop is {r.shape[1]}x{r.shape[0]}, expected {c.size}x{c.size}")
-            arrays[idx] = paste_face(arrays[idx], c, r)
+            arrays[c.image_index] = paste_face(arrays[c.image_index], c, r)
         return (numpy_to_images(arrays),)
 
 
@@ -239,12 +242,9 @@ def photo_audit(node, face_models, audit_tries: int):
     per node and kept on it, plus ArcFace as a second opinion when buffalo_l is loaded."""
     if not audit_tries:
         return None
-    from ..nullface.privacy.audit import ArcFaceRecognizer, DlibRecognizer
-    if getattr(node, "_dlib", None) is None:
-        node._dlib = DlibRecognizer()
-    recognizers = [node._dlib]
-    if face_models.arcface is not None:
-        recognizers.append(ArcFaceRecognizer(face_models.arcface))
+    from ..nullface.privacy.audit import make_recognizers
+    recognizers = make_recognizers(face_models.arcface, dlib=getattr(node, "_dlib", None))
+    node._dlib = recognizers[0]
     return crop_audit(recognizers)
 
 
@@ -274,7 +274,7 @@ def anonymize_photos(arrays, keeps, found, detector, run, opts) -> tuple[list, s
                      + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
         lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
                   + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
+        lines += [f"  ignored face {[int(v) for v in g.bbox]}: {g.ignored}" for g in res.ignored]
         for j, checked in enumerate(getattr(run, "audits", [])):
             last = checked.tries[-1].audit if checked.tries else None
             lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "

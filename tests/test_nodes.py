@@ -54,7 +54,7 @@ class TemplateDetector:
         kps = (ARCFACE_TEMPLATE * s).astype(np.float32)
         box = np.array([kps[:, 0].min() - 10, kps[:, 1].min() - 15, kps[:, 0].max() + 10, kps[:, 1].max() + 10],
                        np.float32)
-        return [DetectedFace(bbox=box, score=1.0, kps=kps, landmarks68=None, backend="template")]
+        return [DetectedFace(bbox=box, score=1.0, kps=kps, landmarks=None, backend="template")]
 
 
 @pytest.fixture(scope="module")

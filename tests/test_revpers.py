@@ -59,12 +59,16 @@ def test_bad_settings_are_refused(change):
         dataclasses.replace(S(), **change).validate()
 
 
-def test_null_path_reconstructs_the_input(xl, face):
-    """Zero identity and no attribute prompt, at the default guidance: the sampler replays the inversion."""
+@pytest.mark.parametrize("steps", [3, 6, 15])
+def test_null_path_reconstructs_the_input(xl, face, steps):
+    """Zero identity and no attribute prompt, at the default guidance w = -10: the sampler replays the inversion
+    bit for bit (every latent) and ends on the input up to one float rounding, whatever the step count."""
     x0 = R.encode(xl, face)
-    inv = R.invert_latents(xl, x0, FEW)
-    out, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32))
-    assert torch.allclose(out, x0, atol=1e-4), (out - x0).abs().max()
+    walked, seen = [], []
+    inv = R.invert_latents(xl, x0, dataclasses.replace(FEW, steps=steps), callback=lambda d: walked.append(d["x"]))
+    out, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32), callback=lambda d: seen.append(d["x"]))
+    assert len(walked) == len(seen) == steps and all(torch.equal(a, b) for a, b in zip(walked, seen))
+    assert torch.allclose(out, x0, atol=1e-6, rtol=0), (out - x0).abs().max()
 
 
 def test_guidance_that_does_not_push_away_from_the_identity_is_refused(xl, face):
@@ -161,8 +165,11 @@ def _plain_reference(xl, face, e, prompt, settings):
         xs.append(x0)
         tu, tc = texts(None)
         zero = np.zeros((1, 512), np.float32)
-        ds = [(xs[i] - sched.sigma[i] * guided(xs[i], i, tu, tc, zero)) / sched.alpha[i] for i in range(n)]
-        zs = [step(i, xs[i], ds[i], ds[i - 1] if i else None, target=xs[i + 1]) for i in range(n)]
+        zs, x, d_prev = [], xs[0], None
+        for i in range(n):                          # the inversion walks the corrected latents x = μ + c z
+            d = (x - sched.sigma[i] * guided(x, i, tu, tc, zero)) / sched.alpha[i]
+            zs.append(step(i, x, d, d_prev, target=xs[i + 1]))
+            x, d_prev = step(i, x, d, d_prev, z=zs[i]), d
         tu, tc = texts(prompt or None)
         x, d_prev = xs[0], None
         for i in range(n):
@@ -173,7 +180,7 @@ def _plain_reference(xl, face, e, prompt, settings):
 
 @pytest.mark.parametrize("prompt", ["", "an elderly man"])
 def test_optimized_equals_the_plain_step_by_step_method(xl, face, prompt):
-    settings = dataclasses.replace(FEW, prompt=prompt, inversion_batch=4)
+    settings = dataclasses.replace(FEW, prompt=prompt)
     e = unit(3)
     inv = R.invert_images(xl, face, settings)
     ours, _ = R.sample_latents(xl, inv, e)
@@ -298,11 +305,20 @@ def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, t
     assert res.anonymized == res.found >= 1 and not np.array_equal(res.image, astronaut)
 
 
-def test_inversion_batch_counts_unet_rows(xl, face):
-    rows = []
-    hook = xl.unet.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
+def test_inversion_calls_the_unet_as_the_null_replay_does(xl, face):
+    """One call per step with both branches of every image, the same inputs as the null-path replay."""
+    calls = []
+    hook = xl.unet.register_forward_pre_hook(lambda m, a, k: calls.append(
+        (a[0].clone(), a[1].clone(), k["encoder_hidden_states"].clone(),
+         k["added_cond_kwargs"]["image_embeds"][0].clone())), with_kwargs=True)
+    two = torch.cat([face, face.flip(1)])
     try:
-        R.invert_latents(xl, R.encode(xl, face), dataclasses.replace(FEW, inversion_batch=4))
+        inv = R.invert_latents(xl, R.encode(xl, two), FEW)
+        n = len(calls)
+        R.sample_latents(xl, inv, np.zeros((2, 512), np.float32))
     finally:
         hook.remove()
-    assert max(rows) == 4 and sum(rows) == 2 * FEW.steps         # 2 steps x 2 branches per call
+    assert n == FEW.steps and len(calls) == 2 * n
+    assert all(c[0].shape[0] == 4 for c in calls)                 # 2 images x 2 branches per call
+    for a, b in zip(calls[:n], calls[n:]):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))

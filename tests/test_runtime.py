@@ -143,7 +143,7 @@ def test_photo_node_adds_audit_retries_to_the_total(pack, fake_comfy, pipe, arcf
     from nullface.privacy.audit import FaceAudit
 
     def audit_face(original, result, face, recognizers):
-        return FaceAudit((0.0, 0.0, 1.0, 1.0), ())          # no recognizer passed it: fails, every try
+        return FaceAudit(face, ())          # no recognizer passed it: fails, every try
     monkeypatch.setattr(audit_mod, "DlibRecognizer", NeverPasses)
     monkeypatch.setattr(audit_mod, "audit_face", audit_face)
     shown = fake_comfy.utils.ProgressBar.shown

@@ -40,17 +40,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _recognizers(args, landmarker) -> list:
-    from ..privacy.audit import ArcFaceRecognizer, DlibRecognizer
-    recs = [DlibRecognizer(landmarker)]
+    from ..privacy.audit import make_recognizers
+    arcface = None
     if args.insightface_root is not None:
         from ..errors import ModelFileError
         from ..faces.identity import ArcFace, find_buffalo
         try:
-            folder = find_buffalo(args.insightface_root)
-            recs.append(ArcFaceRecognizer(ArcFace(folder / "w600k_r50.onnx")))
+            arcface = ArcFace(find_buffalo(args.insightface_root) / "w600k_r50.onnx")
         except ModelFileError as exc:
             print(f"warning: ArcFace is skipped: {exc}")
-    return recs
+    return make_recognizers(arcface, landmarker=landmarker)
 
 
 def run(args: argparse.Namespace) -> int:

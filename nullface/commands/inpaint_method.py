@@ -42,7 +42,7 @@ def build_anonymizer(args):
                              dtype=args.dtype)
     audit = None
     if args.audit:
-        from ..privacy.audit import DlibRecognizer
+        from ..privacy.audit import make_recognizers
         from ..methods.nullface.pipeline import crop_audit
-        audit = crop_audit([DlibRecognizer(threshold=args.audit_threshold)])
+        audit = crop_audit(make_recognizers(threshold=args.audit_threshold))
     return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector

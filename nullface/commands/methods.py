@@ -120,11 +120,8 @@ def build_anonymizer(args):
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     audit = None
     if args.audit:
-        from ..privacy.audit import ArcFaceRecognizer, DlibRecognizer
-        recognizers = [DlibRecognizer(threshold=args.audit_threshold)]
-        if faces.arcface is not None:                    # buffalo_l present: ArcFace as a second opinion
-            recognizers.append(ArcFaceRecognizer(faces.arcface))
-        audit = crop_audit(recognizers)
+        from ..privacy.audit import make_recognizers
+        audit = crop_audit(make_recognizers(faces.arcface, args.audit_threshold))   # ArcFace when buffalo_l is there
     return method.engine(args, faces, audit, method.settings(args)), faces.detector
 
 

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from .audit import FaceLike, Recognizer, audit_face, refit_geometry
+from ..faces.face import Face
+from .audit import Recognizer, audit_face, refit_geometry
 from ..errors import InputError, MissingDependencyError
 
 log = logging.getLogger("nullface")
@@ -145,17 +146,13 @@ def face_region_mask(shape: tuple[int, int], boxes: Sequence[np.ndarray], margin
     return mask
 
 
-def paste_region_mask(image: np.ndarray, faces: Sequence[FaceLike]) -> np.ndarray:
+def paste_region_mask(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     """Bool HxW, True where pasting any of ``faces`` may change pixels (``nullface.faces.crop.region_in_image``
     of the face's 512 crop: the region the photo path actually pastes)."""
     from ..faces.crop import crop_face, region_in_image
-    from ..faces.detect import DetectedFace
     mask = np.zeros(image.shape[:2], bool)
     for f in faces:
-        lm = getattr(f, "landmarks68", None)
-        face = f if isinstance(f, DetectedFace) else DetectedFace(np.asarray(f.bbox, np.float32), 0.0,
-                                                                  np.asarray(f.kps, np.float32), lm)
-        mask |= region_in_image(image.shape, crop_face(image, face, 512))
+        mask |= region_in_image(image.shape, crop_face(image, f, 512))
     return mask
 
 
@@ -209,7 +206,7 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
 class FaceMetrics:
     """Attribute and identity metrics of one face (detected on the original)."""
 
-    bbox: tuple[float, float, float, float]
+    face: Face
     reidentified: dict[str, bool]         # recognizer -> still linked to the original (fail closed)
     scores: dict[str, float]
     expression: float                     # NME % of inter-ocular distance
@@ -220,8 +217,12 @@ class FaceMetrics:
     pitch: float
     roll: float
 
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in np.asarray(self.face.bbox).reshape(4))  # type: ignore[return-value]
+
     def to_dict(self) -> dict:
-        return {"bbox": [round(v, 1) for v in self.bbox], "reidentified": self.reidentified,
+        return {"bbox": self.face.box_list(), "reidentified": self.reidentified,
                 "scores": {k: _clean(v) for k, v in self.scores.items()},
                 **{k: _clean(getattr(self, k)) for k in ("expression", "eye_openness", "mouth", "pose",
                                                          "yaw", "pitch", "roll")}}
@@ -231,7 +232,7 @@ def _clean(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else round(float(v), 6)
 
 
-def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
+def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: Face,
                  recognizers: Sequence[Recognizer], landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FaceMetrics:
     """Identity (re-ID per recognizer) and attribute distances for one face."""
     fa = audit_face(original, anonymized, face, recognizers, landmarker=landmarker)
@@ -239,7 +240,7 @@ def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
     try:
         orig_pts = np.asarray(landmarker(original, np.asarray(face.bbox)), np.float32)
     except Exception:
-        orig_pts = getattr(face, "landmarks68", None)
+        orig_pts = face.landmarks68
     if orig_pts is None or len(orig_pts) != 68:
         raise InputError("68 landmarks are needed for the attribute metrics")
     geo, _ = refit_geometry(anonymized, face, landmarker)
@@ -247,7 +248,7 @@ def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
     size = (original.shape[1], original.shape[0])
     p1, p2 = head_pose(orig_pts, size), head_pose(anon_pts, size)
     return FaceMetrics(
-        bbox=fa.bbox,
+        face=fa.face,
         reidentified={r.recognizer: not r.passed for r in fa.results},
         scores={r.recognizer: r.score for r in fa.results},
         expression=expression_distance(orig_pts, anon_pts),
@@ -273,7 +274,7 @@ class PairMetrics:
                 "bg_ssim": _clean(self.bg_ssim), "faces": [f.to_dict() for f in self.faces]}
 
 
-def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[FaceLike],
+def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[Face],
                   recognizers: Sequence[Recognizer], landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray],
                   key: str = "", margin: float = 0.25) -> PairMetrics:
     """All metrics for one pair of same-size RGB uint8 images; ``faces`` were detected on the original."""

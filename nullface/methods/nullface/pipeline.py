@@ -182,20 +182,12 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
 def crop_audit(recognizers):
     """An audit for ``crop_anonymizer``: compares the original and anonymized crop of one face.
 
-    The face's box in the crop is its detected box carried by the crop's similarity transform (same
-    centre, scaled side, upright as the crop), so the recognizer sees the same framing as a detection
-    on the crop; both sides are measured with the same geometry (``nullface.privacy.audit.paired_geometry``).
+    The face is measured in crop coordinates (``FaceCrop.face_in_crop``: its detected box carried by the
+    crop's similarity transform), so the recognizer sees the same framing as a detection on the crop; both
+    sides are measured with the same geometry (``nullface.privacy.audit.paired_geometry``).
     """
     from ...privacy.audit import audit_face
-    from ...faces.detect import DetectedFace
 
     def audit(original: np.ndarray, result: np.ndarray, crop) -> object:
-        f = crop.face
-        x1, y1, x2, y2 = (float(v) for v in f.bbox)
-        centre = crop.to_crop(np.array([[(x1 + x2) / 2, (y1 + y2) / 2]]))[0]
-        scale = float(np.sqrt(abs(np.linalg.det(np.asarray(crop.matrix, np.float64)[:, :2]))))
-        hw, hh = (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
-        box = np.array([centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh], np.float32)
-        face = DetectedFace(box, f.score, crop.kps, crop.landmarks68, f.backend)   # the face in crop coordinates
-        return audit_face(original, result, face, recognizers)
+        return audit_face(original, result, crop.face_in_crop(), recognizers)
     return audit

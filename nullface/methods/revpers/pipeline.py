@@ -9,7 +9,9 @@
        ε̂ = ε(x_t, ĉ_attr, ∅) + w · (ε(x_t, "", λ_id e) − ε(x_t, ĉ_attr, ∅)),   w < 0
 
    so the sample moves away from the identity e and towards the attributes ĉ_attr. With e = 0 and
-   ĉ_attr = c_attr the sampler replays the inversion and returns the input exactly.
+   ĉ_attr = c_attr the sampler replays the inversion and returns the input exactly: the inversion evaluates
+   the UNet at the corrected latents the replay computes, with the same rows in each call, so the replay sees
+   the same inputs bit for bit and ends on the input up to one float rounding.
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ class GuidedDenoiser:
     """ε̂(x_t) = (1 − w) ε(x_t, text_u, ∅) + w ε(x_t, text_c, c_id) on SDXL + FaceID; counts UNet evaluations.
 
     A branch whose weight is 0 is not evaluated; when both branches are the same condition (same text,
-    zero identity) one evaluation serves both. Both branches of a step share one batched UNet call.
+    zero identity: ``identities`` None or all zero) one evaluation serves both. Both branches of a step share
+    one batched UNet call. The inversion and the null-path replay build it alike, so they call the UNet with
+    the same rows.
     """
 
     def __init__(self, pipe, text_u, text_c, identities: Optional[np.ndarray], guidance_scale: float,
@@ -52,7 +56,7 @@ class GuidedDenoiser:
         self.scale = float(ip_adapter_scale)
         self.time_ids = pipe.time_ids(*image_size)
         self.evals = 0
-        same = text_u[0] is text_c[0] and self.c_id is None
+        same = text_u[0] is text_c[0] and (self.c_id is None or not bool(self.c_id.any()))
         self.branches = [b for b, w in (("u", self.wu), ("c", self.wc)) if w != 0]
         if same:
             self.wu, self.wc, self.branches = 1.0, 0.0, ["u"]   # ε_u = ε_c: ε̂ = ε_u whatever w
@@ -138,15 +142,17 @@ def initial_attribute(pipe):
 
 def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSettings,
                    callback: Callback = None) -> RevPersInversion:
-    """Null-identity DPM-Solver++ inversion of latents: ε̂ with zero identity on both branches."""
+    """Null-identity DPM-Solver++ inversion of latents: ε̂ with zero identity on both branches.
+
+    The denoiser is the one ``sample_latents`` builds for zero identities and no attribute prompt, called with
+    the same batch, so that replay is exact (``invert_dpmpp_2m_sde``)."""
     settings.validate()
     size = (int(x0.shape[-2]) * 8, int(x0.shape[-1]) * 8)
     sched = settings.schedule()
     den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
                          settings.ip_adapter_scale, size)
-    rows = max(1, settings.inversion_batch // len(den.branches))   # inversion_batch counts UNet rows
     inv = invert_dpmpp_2m_sde(lambda x, i: den(x, sched.timesteps[i]), x0.to(pipe.device), sched, settings.seed,
-                              batch=rows, callback=callback)
+                              callback=callback)
     inv.unet_evals = den.evals
     return RevPersInversion(dpm=inv, settings=settings, image_size=size)
 

@@ -45,8 +45,6 @@ class ReversePersonalizationSettings(Settings):
     crop_size: int = setting(1024, "Face crop size the model works at in whole photos (SDXL's native 1024, "
                                    "the authors' face_image_size).", source="reference face_image_size=1024",
                              min=64, max=2048, step=8, flag="")
-    inversion_batch: int = setting(8, "UNet rows per batched inversion call (memory vs speed only; same result).",
-                                   source="speed only", min=1, max=64, flag="")
 
     def rules(self) -> None:
         if self.crop_size % 8:
