@@ -6,7 +6,7 @@ from ..nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_
 from ..nullface.privacy.photo import PhotoOptions
 
 from . import _memory, _paths
-from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
+from ._common import (cancel_point, cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
 from .method import _count, _fit_mask, _release
@@ -49,9 +49,11 @@ class NullFaceInpaintLoader:
                    "and, optionally, FaRL from models/farl, the attribute guidance's feature extractor. Needs nothing "
                    "upstream; feeds the inpainting nodes.")
 
+    @cancellable
     def load(self, checkpoint, feature_extractor, device, precision, keep_loaded):
         features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
-        pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision)
+        pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision,
+                                 callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)

@@ -129,9 +129,9 @@ class NullFaceSampler:
         s = NullFaceSettings(steps=inversion.steps, t_skip=inversion.t_skip, lambda_cfg=lambda_cfg,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, prompt=prompt,
                              soft_mask=soft_mask).validate()
-        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion),
-                                 Progress(s.sample_steps * inversion.batch))
-        images = decode(pipe, latents)
+        progress = Progress(s.sample_steps * inversion.batch)
+        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion), progress)
+        images = decode(pipe, latents, progress)
         _release(pipe)
         # ComfyUI LATENTs are unscaled VAE latents
         return (images, {"samples": latents.cpu() / pipe.vae_scale})

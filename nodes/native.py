@@ -42,6 +42,9 @@ def _require_faceid(model, node: str) -> None:
     if not has_faceid(model):
         raise ValueError(f"{node}: the MODEL has no NullFace FaceID patch; connect it through "
                          "'NullFace Apply FaceID (native)' (without it nothing would be anonymized)")
+    problem = N.prediction_problem(model.get_model_object("model_sampling"))
+    if problem:
+        raise ValueError(f"{node}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------- FaceID patch
@@ -224,6 +227,14 @@ def _classes():
 
         def set_nullface(self, mask, mask_delay: float, soft_mask: bool):
             self.mask, self.mask_delay, self.soft_mask = mask, float(mask_delay), bool(soft_mask)
+
+        def sample(self, noise, latent_image, sampler, sigmas, *args, **kwargs):
+            if not getattr(sampler, "nullface_replay", False):
+                raise ValueError("NullFace Guider: connect the SAMPLER of 'NullFace Inversion (native sampler)' "
+                                 f"to SamplerCustomAdvanced (got {type(sampler).__name__}): only its replay of the "
+                                 "inverted noise maps is the method; a core sampler such as euler would return "
+                                 "another face without anonymizing it as NullFace does")
+            return super().sample(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
         def predict_noise(self, x, timestep, model_options={}, seed=None):
             cond, uncond = comfy.samplers.calc_cond_batch(

@@ -12,7 +12,7 @@ from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
 from .method import _count, _release
 from .photo import NO_FACE, ON_FAILURE, photo_audit, photo_batch
-from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
+from ._common import (cancel_point, cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .widgets import keep_widget, widgets
 
@@ -46,9 +46,10 @@ class RevPersLoader:
     DESCRIPTION = ("Loads SDXL base 1.0 (models/checkpoints or models/diffusers) and IP-Adapter FaceID SDXL with its "
                    "LoRA (models/ipadapter) once, for every Reverse Personalization node. Needs nothing upstream.")
 
+    @cancellable
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
         pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                                 dtype=precision)
+                                 dtype=precision, callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
@@ -105,9 +106,10 @@ class RevPersSampler:
     @cancellable
     def sample(self, pipe, inversion, embeddings, guidance_scale, id_scale, prompt):
         RS(guidance_scale=guidance_scale, id_scale=id_scale, prompt=prompt).validate()
+        progress = step_callback(inversion.settings.steps * inversion.batch)
         latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
-                                      prompt, step_callback(inversion.settings.steps * inversion.batch))
-        images = R.decode(pipe, latents)
+                                      prompt, progress)
+        images = R.decode(pipe, latents, progress)
         _release(pipe)
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
 

@@ -28,6 +28,7 @@ from ...errors import InputError
 from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
 from ...faces.imageio import check_face_images, to_nhwc
 from .settings import ReversePersonalizationSettings
+from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -73,6 +74,7 @@ class GuidedDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         pipe, n = self.pipe, x.shape[0]
         dt, dev = pipe.dtype, pipe.device
+        t = torch.as_tensor(t).reshape(-1).expand(n) if torch.as_tensor(t).numel() == 1 else t
         texts = {"u": self.text_u, "c": self.text_c}
         xs, ts, embeds, pooled, ids = [], [], [], [], []
         for b in self.branches:
@@ -120,19 +122,26 @@ def _vae_dtype(pipe) -> torch.dtype:
 
 
 @torch.no_grad()
-def encode(pipe, images) -> torch.Tensor:
-    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, _vae_dtype(pipe))
-    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
+def encode(pipe, images, callback: Callback = None) -> torch.Tensor:
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32.
+    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
+    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, _vae_dtype(pipe))
+    latents = []
+    for i in range(x.shape[0]):
+        tick(callback, "encode")
+        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
     return torch.cat(latents).float() * pipe.vae_scale
 
 
 @torch.no_grad()
-def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
-    """Images [B,H,W,3] float 0..1 from latents."""
-    z = latents.to(pipe.ready().device, _vae_dtype(pipe)) / pipe.vae_scale
-    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
-    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+def decode(pipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 from latents; ``callback`` as ``encode``'s."""
+    z = latents.to(pipe.ready(callback).device, _vae_dtype(pipe)) / pipe.vae_scale
+    out = []
+    for i in range(z.shape[0]):
+        tick(callback, "decode")
+        out.append(pipe.vae.decode(z[i:i + 1]).sample)
+    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
 
 def initial_attribute(pipe):
@@ -147,6 +156,7 @@ def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSetti
     The denoiser is the one ``sample_latents`` builds for zero identities and no attribute prompt, called with
     the same batch, so that replay is exact (``invert_dpmpp_2m_sde``)."""
     settings.validate()
+    pipe.ready(callback)
     size = (int(x0.shape[-2]) * 8, int(x0.shape[-1]) * 8)
     sched = settings.schedule()
     den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
@@ -158,7 +168,7 @@ def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSetti
 
 
 def invert_images(pipe, images, settings: ReversePersonalizationSettings, callback: Callback = None):
-    return invert_latents(pipe, encode(pipe, images), settings, callback)
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
 
 
 def identity_vectors(embeddings: Sequence[FaceEmbedding | np.ndarray], id_scale: float) -> np.ndarray:
@@ -189,6 +199,7 @@ def sample_latents(pipe, inversion: RevPersInversion, identities: np.ndarray, gu
     ids = np.asarray(identities, np.float32)
     if ids.ndim != 2 or ids.shape[0] not in (1, inversion.batch):
         raise InputError(f"{len(ids)} identities for {inversion.batch} inverted images: give one, or one per image")
+    pipe.ready(callback)
     text_u = pipe.encode_prompt(prompt) if prompt.strip() else initial_attribute(pipe)   # ĉ_attr
     den = GuidedDenoiser(pipe, text_u, pipe.encode_prompt(""), ids, w, s.ip_adapter_scale, inversion.image_size)
     sched = inversion.dpm.schedule
@@ -213,7 +224,7 @@ def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = Reve
         raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
     inversion = invert_images(pipe, batch, settings, callback)
     latents, _ = sample_latents(pipe, inversion, identity_vectors(embeddings, settings.id_scale), callback=callback)
-    return decode(pipe, latents)
+    return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
