@@ -53,8 +53,9 @@ class NullFacePipeLoader:
     RETURN_NAMES = ("pipe",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
-    DESCRIPTION = ("Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models. They join "
-                   "ComfyUI's model management, so its Unload/Free also unloads them.")
+    DESCRIPTION = ("Loads Stable Diffusion 1.5 (models/checkpoints or models/diffusers) and IP-Adapter FaceID SD1.5 "
+                   "(models/ipadapter) once, for NullFace's nodes; later runs reuse the loaded models. They join "
+                   "ComfyUI's model management, so its Unload/Free also unloads them. Needs nothing upstream.")
 
     @cancellable
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
@@ -95,6 +96,9 @@ class NullFaceFaceModelsLoader:
     RETURN_NAMES = ("face_models",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = ("Loads the face detector (insightface SCRFD from models/insightface/models/<pack>, or dlib as the "
+                   "offline fallback) and the ArcFace recognizer once. Needs nothing upstream; every node that "
+                   "finds or embeds faces takes its output.")
 
     def load(self, model_pack, provider, detector, score_threshold, min_face_size):
         return (load_face_models(_paths.insightface_root(), model_pack, detector=detector,
@@ -116,6 +120,8 @@ class NullFaceUnload:
     FUNCTION = "unload"
     CATEGORY = f"{CATEGORY}/loaders"
     OUTPUT_NODE = True
+    DESCRIPTION = ("Unloads the models of a NullFace pipe (RAM and GPU memory); they are read from disk again when "
+                   "a later node needs them. Needs the pipe; connect the final image to run it last.")
 
     def unload(self, pipe, image=None):
         pipe.unload()

@@ -11,7 +11,7 @@ import torch
 
 from nullface.methods.revpers import pipeline as R
 from nullface.errors import InputError, ModelFileError
-from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as S
+from nullface.methods.revpers.settings import ReversePersonalizationSettings as S
 
 SIZE = 64          # pixels; the tiny VAE makes 8x8 latents
 
@@ -51,7 +51,9 @@ def test_defaults_are_the_authors():
 
 
 @pytest.mark.parametrize("change", [dict(steps=0), dict(skip=1.0), dict(guidance_scale=float("nan")),
-                                    dict(id_scale=-1.0), dict(steps=2.5), dict(crop_size=1001)])
+                                    dict(id_scale=-1.0), dict(steps=2.5), dict(crop_size=1001),
+                                    dict(guidance_scale=0.0), dict(guidance_scale=1.0), dict(id_scale=0.0),
+                                    dict(ip_adapter_scale=0.0)])
 def test_bad_settings_are_refused(change):
     with pytest.raises(InputError):
         dataclasses.replace(S(), **change).validate()
@@ -69,13 +71,35 @@ def test_null_path_reconstructs_the_input(xl, face, steps):
     assert torch.allclose(out, x0, atol=1e-6, rtol=0), (out - x0).abs().max()
 
 
-def test_zero_guidance_ignores_the_identity(xl, face):
+def test_guidance_that_does_not_push_away_from_the_identity_is_refused(xl, face):
+    """w = 0 ignores the identity (the sampler replays the input); w > 0 steers towards it; nan returns a NaN
+    image; λ_id = 0 and an IP-Adapter scale of 0 leave the identity path without the identity. The API refuses
+    each before any UNet call (on the old code each ran and returned a face)."""
     x0 = R.encode(xl, face)
-    inv = R.invert_latents(xl, x0, dataclasses.replace(FEW, guidance_scale=0.0))
-    out, evals = R.sample_latents(xl, inv, unit(1))
-    assert torch.allclose(out, x0, atol=1e-4)
-    # w = 0: only ε(x, c_attr, ∅) is needed, one evaluation per step on both sides
-    assert inv.unet_evals == evals == FEW.steps
+    inv = R.invert_latents(xl, x0, FEW)
+    for w in (0.0, 1.0, 5.0, float("nan"), float("-inf")):
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.invert_latents(xl, x0, dataclasses.replace(FEW, guidance_scale=w))
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.sample_latents(xl, inv, unit(1), guidance_scale=w)
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.anonymize_face(xl, face, dataclasses.replace(FEW, guidance_scale=w), embeddings=[unit(1)[0]])
+    for change in (dict(id_scale=0.0), dict(ip_adapter_scale=0.0), dict(id_scale=float("nan"))):
+        with pytest.raises(InputError, match=next(iter(change))):
+            R.anonymize_face(xl, face, dataclasses.replace(FEW, **change), embeddings=[unit(1)[0]])
+    with pytest.raises(InputError, match="id_scale"):
+        R.identity_vectors([unit(1)[0]], 0.0)
+
+
+def test_zero_guidance_would_ignore_the_identity(xl, face):
+    """Why w = 0 is refused: below the settings, ε̂ at w = 0 is ε(x, c_attr, ∅) whatever the identity (one
+    UNet evaluation), so the sampler replays the inversion and returns the input."""
+    x0 = R.encode(xl, face)
+    inv = R.invert_latents(xl, x0, FEW)
+    den = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), unit(1), 0.0, 1.0, (SIZE, SIZE))
+    null = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), None, 0.0, 1.0, (SIZE, SIZE))
+    x, t = inv.dpm.x_start, inv.dpm.schedule.timesteps[0]
+    assert torch.equal(den(x, t), null(x, t)) and den.evals == 1
 
 
 def test_identity_and_attribute_prompt_change_the_face(xl, face):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from ..faces.imageio import read_image
-from .methods import METHODS, add_revpers_flags, build_anonymizer, method_settings
+from .methods import METHODS, add_method_flags, build_anonymizer, method_settings, settings_classes
 from .options import detector_from_args
 from .outputs import collect_inputs, output_name, save_image, write_json
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
@@ -27,17 +27,14 @@ log = logging.getLogger("nullface")
 
 OUTPUT_FORMATS = ("png", "jpg", "webp", "same")
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
-OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
-                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
-                  "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale", "target", "features",
-                  "inpaint_steps", "start_t", "inpaint_guidance_scale", "sim_weight", "dissim_weight",
+# (and every method's settings flags: ``flags.settings_dests``)
+OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "checkpoint", "faceid", "detector", "on_failure",
+                  "min_face_size", "max_faces", "method", "target", "features",
                   "quality")   # another --format writes other files: those are made, not skipped
 
 
 def add_parser(sub) -> None:
-    from ..privacy.photo import PhotoOptions
-    from ..methods.nullface.settings import NullFaceSettings
-    keep = ",".join(PhotoOptions().keep) or "none"
+    keeps = "; ".join(f"{k} {','.join(m.keep) or 'none'}" for k, m in METHODS.items())
     p = sub.add_parser("anonymize", help="anonymize every face in images, folders or globs",
                        description="Anonymize every face with NullFace and write the results under OUTDIR, "
                                    "keeping the folder structure. Resumes: files already done are skipped.")
@@ -66,18 +63,11 @@ def add_parser(sub) -> None:
                    help="face detector (auto: insightface SCRFD if buffalo_l has det_10g.onnx, else dlib)")
     m.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     m.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
-    g = p.add_argument_group("method (paper defaults)")
-    for flag, name in (("--steps", "steps"), ("--t-skip", "t_skip"), ("--lambda-cfg", "lambda_cfg"),
-                       ("--lambda-id", "lambda_id"), ("--ip-scale", "ip_adapter_scale"),
-                       ("--mask-delay", "mask_delay"), ("--seed", "seed")):
-        spec = NullFaceSettings.spec(name)          # default, range and help live on the settings dataclass
-        g.add_argument(flag, type=type(spec["default"]), default=spec["default"],
-                       help=f"{spec['help']} Default {spec['default']:.4g}.".replace("%", "%%"))
-    g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
-    add_revpers_flags(p)
+    add_method_flags(p)
     f = p.add_argument_group("faces")
-    f.add_argument("--keep", default=keep, help=f"regions to keep visible (eyes, brows, nose, mouth, skin, face), "
-                                                f"or none to anonymize the whole face (default {keep}, the paper's)")
+    f.add_argument("--keep", default=None, help=f"regions to keep visible (eyes, brows, nose, mouth, skin, face), "
+                                                 f"or none to anonymize the whole face (default: each method's "
+                                                 f"own, from its paper: {keeps})")
     f.add_argument("--grow", type=int, default=0, help="grow (+) / shrink (-) the kept regions, crop pixels")
     f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
     f.add_argument("--crop-size", type=int, default=None, help="face crop size the model works at (default: "
@@ -138,8 +128,10 @@ def check_arguments(args):
 def _options(args):
     from ..privacy.photo import PhotoOptions
     from ..faces.regions import parse_regions
-    crop = args.crop_size or METHODS[getattr(args, "method", "nullface")].crop_size
-    return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
+    method = METHODS[getattr(args, "method", "nullface")]
+    crop = args.crop_size or method.crop_size
+    keep = method.keep if args.keep is None else parse_regions(args.keep)
+    return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=keep, grow=args.grow,
                         feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face,
                         min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
 
@@ -241,7 +233,8 @@ def run(args, anonymizer=None, detector=None) -> int:
     files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
     current = report_options(args, absolute)
-    changed = sorted(k for k in OUTPUT_OPTIONS if k in report.get("options", {})
+    from .flags import settings_dests
+    changed = sorted(k for k in OUTPUT_OPTIONS + settings_dests(settings_classes()) if k in report.get("options", {})
                      and _comparable(k, report["options"][k]) != _comparable(k, current.get(k)))
     if changed and not overwrite and any(e.get("status") in DONE for e in entries.values()):
         log.warning("resuming with other options than the files already done (%s): those files are skipped; "

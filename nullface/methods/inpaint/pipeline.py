@@ -19,7 +19,8 @@ from .guidance import attribute_gradient
 from ...models.devices import pick_device, pick_dtype
 from ...errors import InputError, ModelFileError, NullFaceError
 from ...faces.imageio import check_face_images, check_masks, to_nhwc
-from .sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
+from .settings import InpaintSettings
+from .sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
 from ...models.files import (check_checkpoint_file, check_files, check_model_folder, checkpoint_keys, load_or_explain,
                              require_file)
@@ -316,4 +317,5 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
                            callback=callback, retry=lambda i, s: paint([crops[i]], s)[0])
 
     run.audits = []
+    run.keep = InpaintSettings.KEEP         # the method's default kept regions (PhotoOptions.keep = None)
     return run

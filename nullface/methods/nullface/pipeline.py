@@ -172,6 +172,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                                                                s, callback)[0])
 
     run.audits = []
+    run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
     return run
 
 

@@ -17,76 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ...diffusion.dpmsolver import (DPMInversion, DPMSchedule, dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps,
-                        sample_dpmpp_2m_sde)
+from ...diffusion.dpmsolver import DPMInversion, invert_dpmpp_2m_sde, sample_dpmpp_2m_sde
 from ...errors import InputError
 from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
 from ...faces.imageio import check_face_images, to_nhwc
+from .settings import ReversePersonalizationSettings
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
-
-
-def _p(default, help: str, **limits):
-    """A settings field carrying its help text and range (widgets and CLI flags are built from them)."""
-    return field(default=default, metadata={"help": help, **limits})
-
-
-@dataclass(frozen=True)
-class ReversePersonalizationSettings:
-    """Reverse Personalization parameters; the defaults are the authors' (see the README for each source)."""
-
-    steps: int = _p(100, "DPM-Solver++ steps of the inversion and of sampling (authors: 100).", min=1, max=1000)
-    skip: float = _p(0.7, "Fraction of the diffusion time skipped: the steps run from t = (1 - skip)·1000 - 1 "
-                          "down to 1. Higher keeps more of the input (authors: 0.7).", min=0.0, max=0.99, step=0.01)
-    guidance_scale: float = _p(-10.0, "Identity guidance w; negative steers away from the face's identity. "
-                                      "More negative = more anonymous, less faithful (authors: -10).",
-                               min=-30.0, max=30.0, step=0.5)
-    id_scale: float = _p(1.0, "λ_id: the identity condition is λ_id × the ArcFace embedding (authors: 1.0).",
-                         min=0.0, max=5.0, step=0.05)
-    ip_adapter_scale: float = _p(1.0, "IP-Adapter scale on both paths (authors: 1.0).", min=0.0, max=2.0, step=0.05)
-    prompt: str = _p("", "Attribute prompt ĉ_attr that replaces c_attr during reverse diffusion, e.g. "
-                         "'an elderly man'. Empty = plain anonymization.")
-    seed: int = _p(0, "Seed of the inversion noise (same seed, same output on the same device).",
-                   min=0, max=0xFFFFFFFF)
-    crop_size: int = _p(1024, "Face crop size the model works at in whole photos (SDXL's native 1024, "
-                              "the authors' face_image_size).", min=64, max=2048, step=8)
-
-    @classmethod
-    def spec(cls, name: str) -> dict:
-        """default, help and range of one field."""
-        f = {x.name: x for x in dataclasses.fields(cls)}[name]
-        return {"default": f.default, **f.metadata}
-
-    def validate(self) -> "ReversePersonalizationSettings":
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InputError(f"{f.name} must be an integer, got {value!r}")
-            if isinstance(value, float) and not np.isfinite(value):
-                raise InputError(f"{f.name} must be a finite number, got {value!r}")
-            if "min" in meta and not meta["min"] <= value <= meta["max"]:
-                raise InputError(f"{f.name} must be in {meta['min']}..{meta['max']}, got {value!r}")
-        if self.crop_size % 8:
-            raise InputError(f"crop_size must be a multiple of 8, got {self.crop_size}")
-        return self
-
-    @property
-    def work_per_face(self) -> int:
-        """Progress units one face costs: its inversion steps and its sampling steps."""
-        return 2 * self.steps
-
-    def schedule(self) -> DPMSchedule:
-        return dpm_schedule(linspace_timesteps(self.steps, self.skip))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def branch_weights(guidance_scale: float) -> tuple[float, float]:
@@ -129,6 +73,7 @@ class GuidedDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         pipe, n = self.pipe, x.shape[0]
         dt, dev = pipe.dtype, pipe.device
+        t = torch.as_tensor(t).reshape(-1).expand(n) if torch.as_tensor(t).numel() == 1 else t
         texts = {"u": self.text_u, "c": self.text_c}
         xs, ts, embeds, pooled, ids = [], [], [], [], []
         for b in self.branches:
@@ -211,6 +156,7 @@ def invert_images(pipe, images, settings: ReversePersonalizationSettings, callba
 
 def identity_vectors(embeddings: Sequence[FaceEmbedding | np.ndarray], id_scale: float) -> np.ndarray:
     """λ_id · e per image (the identity the negative guidance steers away from)."""
+    ReversePersonalizationSettings(id_scale=id_scale).validate()          # λ_id = 0: no identity to steer from
     if len(embeddings) == 0:
         raise InputError("no identity embeddings were given")
     rows = []
@@ -232,6 +178,7 @@ def sample_latents(pipe, inversion: RevPersInversion, identities: np.ndarray, gu
     s = inversion.settings
     w = s.guidance_scale if guidance_scale is None else float(guidance_scale)
     prompt = s.prompt if prompt is None else prompt
+    dataclasses.replace(s, guidance_scale=w, prompt=prompt).validate()   # w >= 0 or nan: refused
     ids = np.asarray(identities, np.float32)
     if ids.ndim != 2 or ids.shape[0] not in (1, inversion.batch):
         raise InputError(f"{len(ids)} identities for {inversion.batch} inverted images: give one, or one per image")
