@@ -231,6 +231,9 @@ def run(args, anonymizer=None, detector=None) -> int:
         return 2
     others: dict[str, str] = {}
     absolute = getattr(args, "absolute_paths", False)
+
+    def shown(path: Path) -> str:                # an input named outside its input root's relative path
+        return str(Path(path).resolve()) if absolute else os.path.relpath(path)
     files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
     current = report_options(args, absolute)
@@ -259,12 +262,12 @@ def run(args, anonymizer=None, detector=None) -> int:
         out_rel = output_name(rel, fmt)
         problem = output_problem(outdir, out_rel)
         if problem is None and str(out_rel) in outputs and outputs[str(out_rel)] != src:
-            problem = (f"its output {out_rel} is already written from {outputs[str(out_rel)]}: "
+            problem = (f"its output {out_rel} is already written from {shown(outputs[str(out_rel)])}: "
                        "rename one of them, run them separately or choose another --format")
         if problem:
             if not absolute:
                 problem = problem.replace(str(outdir / out_rel), str(out_rel)).replace(str(src), str(rel))
-            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
+            refused[shown(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
                 error_entry(src.resolve() if absolute else rel, problem)
         else:
             outputs[str(out_rel)] = src

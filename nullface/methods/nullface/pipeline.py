@@ -23,33 +23,20 @@ from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .sampler import sample_nullface
 from ...diffusion.schedule import schedule_from_config
 from .settings import NullFaceSettings
-from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
 
 
-@torch.no_grad()
 def encode(pipe: NullFacePipe, images, callback: Callback = None) -> torch.Tensor:
     """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32.
     ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, pipe.dtype)
-    latents = []
-    for i in range(x.shape[0]):
-        tick(callback, "encode")
-        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
-    return torch.cat(latents).float() * pipe.vae_scale
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
 def decode(pipe: NullFacePipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
     """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents; ``callback`` as ``encode``'s."""
-    z = latents.to(pipe.ready(callback).device, pipe.dtype) / pipe.vae_scale
-    out = []
-    for i in range(z.shape[0]):
-        tick(callback, "decode")
-        out.append(pipe.vae.decode(z[i:i + 1]).sample)
-    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+    return pipe.vae_decode(latents, callback)
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,

@@ -29,7 +29,6 @@ from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels, embed_images
 from ...faces.imageio import check_face_images, to_float, to_nhwc, to_uint8
 from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .settings import ReversePersonalizationSettings
-from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -118,31 +117,15 @@ class RevPersInversion:
         return self.dpm.unet_evals
 
 
-def _vae_dtype(pipe) -> torch.dtype:
-    return next(pipe.vae.parameters()).dtype
-
-
-@torch.no_grad()
 def encode(pipe, images, callback: Callback = None) -> torch.Tensor:
-    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32.
-    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, _vae_dtype(pipe))
-    latents = []
-    for i in range(x.shape[0]):
-        tick(callback, "encode")
-        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
-    return torch.cat(latents).float() * pipe.vae_scale
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32 (the SDXL VAE
+    runs in its own precision). ``callback`` may stop the run before each image's VAE call."""
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
 def decode(pipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
     """Images [B,H,W,3] float 0..1 from latents; ``callback`` as ``encode``'s."""
-    z = latents.to(pipe.ready(callback).device, _vae_dtype(pipe)) / pipe.vae_scale
-    out = []
-    for i in range(z.shape[0]):
-        tick(callback, "decode")
-        out.append(pipe.vae.decode(z[i:i + 1]).sample)
-    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+    return pipe.vae_decode(latents, callback)
 
 
 def initial_attribute(pipe):
