@@ -5,7 +5,7 @@ from ..nullface.faces.identity import load_face_models
 from ..nullface.models.sd15 import load_pipe
 
 from . import _memory, _paths
-from ._common import CATEGORY, FACE_MODELS, PIPE
+from ._common import CATEGORY, FACE_MODELS, PIPE, cancel_point, cancellable
 
 
 def checkpoint_choices() -> list[str]:
@@ -57,11 +57,12 @@ class NullFacePipeLoader:
                    "(models/ipadapter) once, for NullFace's nodes; later runs reuse the loaded models. They join "
                    "ComfyUI's model management, so its Unload/Free also unloads them. Needs nothing upstream.")
 
+    @cancellable
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
         in_comfy = _memory.available()
         # inside ComfyUI the weights are read on the CPU; load_models_gpu makes room and moves them on use
         pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                         dtype=precision, offloaded=in_comfy)
+                         dtype=precision, offloaded=in_comfy, callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         if in_comfy:
             _memory.register(pipe)

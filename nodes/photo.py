@@ -8,13 +8,14 @@ import torch
 
 from ..nullface.faces.crop import paste_face
 from ..nullface.privacy.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
-from ..nullface.methods.nullface.pipeline import crop_anonymizer, crop_audit
+from ..nullface.methods.anonymizer import crop_audit
+from ..nullface.methods.nullface.pipeline import crop_anonymizer
 from ..nullface.faces.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
-                      masks_to_numpy, numpy_to_images)
-from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
+                      masks_to_numpy, numpy_to_images, release_pipe)
+from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
 from .widgets import keep_widget
 
 CROPS = "NULLFACE_CROPS"
@@ -221,7 +222,7 @@ class NullFaceAnonymizePhoto:
             arrays, keeps, face_models.detector, opts, s.work_per_face,
             lambda progress: crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                              callback=progress))
-        _release(pipe)
+        release_pipe(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from ..faces.imageio import read_image
 from .methods import METHODS, add_method_flags, build_anonymizer, method_settings, settings_classes
 from .options import detector_from_args
-from .outputs import collect_inputs, output_name, save_image, write_json
+from ..privacy.saving import save_image
+from .outputs import collect_inputs, output_name, write_json
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
 
 log = logging.getLogger("nullface")
@@ -49,6 +50,9 @@ def add_parser(sub) -> None:
                         "jpg/webp and 'same' for JPEG inputs re-encode the whole image, changing the background "
                         "slightly; 'same' keeps each input's format, GIF as PNG)")
     p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1..100 (default 95)")
+    p.add_argument("--absolute-paths", action="store_true",
+                   help="report.json records absolute paths (default: inputs relative to their input root, "
+                        "outputs relative to OUTDIR, model files by name, so the report can be shared)")
     m = p.add_argument_group("models")
     m.add_argument("--checkpoint", help="the method's checkpoint file or diffusers folder (required): "
                    + "; ".join(f"{k}: {v.checkpoint}" for k, v in METHODS.items()))
@@ -133,6 +137,33 @@ def _options(args):
                         min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
 
 
+PATH_OPTIONS = ("checkpoint", "faceid", "insightface_root", "features", "target")   # model and image files
+
+
+def report_options(args, absolute: bool = False) -> dict:
+    """The options recorded in report.json: every plain value; without ``absolute``, files by name only and
+    no input or output folder (the report goes where the outputs are shared)."""
+    current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    if absolute:
+        for k in PATH_OPTIONS:
+            if current.get(k):
+                current[k] = str(Path(current[k]).expanduser().resolve())
+        current["inputs"] = [str(Path(i).expanduser().resolve()) for i in current.get("inputs", [])]
+        current["outdir"] = str(Path(current["outdir"]).resolve())
+        return current
+    for k in PATH_OPTIONS:
+        if current.get(k):
+            current[k] = Path(current[k]).name
+    current.pop("inputs", None)
+    current.pop("outdir", None)
+    return current
+
+
+def _comparable(key: str, value):
+    """An option's value for the resume check: files by name (the report may hold either form)."""
+    return Path(value).name if key in PATH_OPTIONS and isinstance(value, str) and value else value
+
+
 def _process(src: Path, key: str, target: Path, detector, anonymizer, options, quality: int = 95) -> dict:
     """Anonymize one file into ``target``; the report entry (never raises, except KeyboardInterrupt)."""
     from ..errors import NullFaceError
@@ -199,12 +230,16 @@ def run(args, anonymizer=None, detector=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     others: dict[str, str] = {}
-    files = collect_inputs(args.inputs, exclude=outdir, skipped=others)
+    absolute = getattr(args, "absolute_paths", False)
+
+    def shown(path: Path) -> str:                # an input named outside its input root's relative path
+        return str(Path(path).resolve()) if absolute else os.path.relpath(path)
+    files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
-    current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    current = report_options(args, absolute)
     from .flags import settings_dests
     changed = sorted(k for k in OUTPUT_OPTIONS + settings_dests(settings_classes()) if k in report.get("options", {})
-                     and report["options"][k] != current.get(k))
+                     and _comparable(k, report["options"][k]) != _comparable(k, current.get(k)))
     if changed and not overwrite and any(e.get("status") in DONE for e in entries.values()):
         log.warning("resuming with other options than the files already done (%s): those files are skipped; "
                     "use --overwrite to redo them", ", ".join(changed))
@@ -227,10 +262,13 @@ def run(args, anonymizer=None, detector=None) -> int:
         out_rel = output_name(rel, fmt)
         problem = output_problem(outdir, out_rel)
         if problem is None and str(out_rel) in outputs and outputs[str(out_rel)] != src:
-            problem = (f"its output {out_rel} is already written from {outputs[str(out_rel)]}: "
+            problem = (f"its output {out_rel} is already written from {shown(outputs[str(out_rel)])}: "
                        "rename one of them, run them separately or choose another --format")
         if problem:
-            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = error_entry(src, problem)
+            if not absolute:
+                problem = problem.replace(str(outdir / out_rel), str(out_rel)).replace(str(src), str(rel))
+            refused[shown(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
+                error_entry(src.resolve() if absolute else rel, problem)
         else:
             outputs[str(out_rel)] = src
             plan.append((src, rel, out_rel))
@@ -249,7 +287,13 @@ def run(args, anonymizer=None, detector=None) -> int:
         for src, rel, out_rel in bar:
             key = str(rel)
             bar.set_postfix_str(key[-40:])
-            entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            entry = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            if not absolute:                     # shareable: no folder of this machine in the report
+                entry["input"] = key
+                entry["output"] = None if entry["output"] is None else str(out_rel)
+                if "error" in entry:
+                    entry["error"] = entry["error"].replace(str(src), key)
+            entries[key] = entry
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

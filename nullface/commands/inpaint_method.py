@@ -18,21 +18,29 @@ def add_arguments(p) -> None:
 
 def build_anonymizer(args):
     """(anonymizer, detector) for ``nullface.privacy.photo.anonymize_photo``, models loaded once."""
-    from ..errors import InputError
-    from ..methods.inpaint.pipeline import inpaint_crop_anonymizer, load_inpaint_pipe
+    from ..errors import InputError, ModelFileError
+    from ..methods.inpaint.pipeline import check_inpaint_files, inpaint_crop_anonymizer, load_inpaint_pipe
     from ..privacy.photo import as_rgb
     from ..faces.imageio import read_image
     from .options import detector_from_args
     from ..methods.inpaint.settings import InpaintSettings
     from .flags import read_settings
     settings = read_settings(args, InpaintSettings)
-    if not args.checkpoint:
-        raise InputError("--checkpoint required: the SD1.5 inpainting checkpoint (sd-v1-5-inpainting.ckpt)")
+    flags = [] if args.checkpoint else ["--checkpoint (the SD1.5 inpainting checkpoint, sd-v1-5-inpainting.ckpt)"]
+    if settings.guided:
+        flags += [f"{flag} (required by the attribute guidance, or --inpaint-guidance-scale 0)"
+                  for flag, v in (("--target", args.target), ("--features", args.features)) if not v]
+    try:                              # every missing file (checkpoint, FaRL, target) in one message
+        check_inpaint_files(args.checkpoint or None, (args.features or None) if settings.guided else None,
+                            (args.target or None) if settings.guided else None)
+    except ModelFileError as exc:
+        if not flags:
+            raise
+        flags.append(str(exc))
+    if flags:
+        raise InputError("required: " + "; ".join(flags))
     target = None
     if settings.guided:
-        missing = [flag for flag, v in (("--target", args.target), ("--features", args.features)) if not v]
-        if missing:
-            raise InputError(f"{' and '.join(missing)} required by the attribute guidance (or --inpaint-guidance-scale 0)")
         try:
             target = as_rgb(read_image(Path(args.target)))[0]
         except Exception as exc:
@@ -43,6 +51,6 @@ def build_anonymizer(args):
     audit = None
     if args.audit:
         from ..privacy.audit import make_recognizers
-        from ..methods.nullface.pipeline import crop_audit
+        from ..methods.anonymizer import crop_audit
         audit = crop_audit(make_recognizers(threshold=args.audit_threshold))
     return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector

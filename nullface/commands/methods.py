@@ -32,8 +32,8 @@ def _revpers_engine(args, faces, audit, settings):
 
 
 def _revpers_files() -> tuple:
-    from ..models.sdxl import FACEID_SDXL_HINT, SDXL_HINT
-    return (("SDXL checkpoint", SDXL_HINT), ("IP-Adapter FaceID SDXL model", FACEID_SDXL_HINT))
+    from ..models.sdxl import REVPERS_FILES
+    return REVPERS_FILES
 
 
 def _nullface_files() -> tuple:
@@ -108,15 +108,24 @@ def build_anonymizer(args):
     """
     from ..errors import InputError
     from ..faces.identity import load_face_models
-    from ..methods.nullface.pipeline import crop_audit
+    from ..methods.anonymizer import crop_audit
     method = METHODS[getattr(args, "method", "nullface")]
     if method.build is not None:
         return method.build(args)
+    from ..errors import ModelFileError
+    from ..models.sd15 import check_model_files
     missing = [flag for flag, v in (("--checkpoint", args.checkpoint), ("--faceid", args.faceid)) if not v]
+    try:                                                        # every missing file in one message, before any load
+        check_model_files(args.checkpoint or None, args.faceid or None, insightface_root=args.insightface_root,
+                          kinds=method.files())
+    except ModelFileError as exc:
+        if not missing:
+            raise
+        missing.append(str(exc))
     if missing:
-        raise InputError(f"{' and '.join(missing)} required: {method.checkpoint} and {method.faceid}")
-    from ..models.sd15 import check_model_files                 # every missing file in one message, before any load
-    check_model_files(args.checkpoint, args.faceid, insightface_root=args.insightface_root, kinds=method.files())
+        flags = " and ".join(m for m in missing if m.startswith("--"))
+        raise InputError("; ".join([f"{flags} required: {method.checkpoint} and {method.faceid}"]
+                                   + [m for m in missing if not m.startswith("--")]))
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
     audit = None
     if args.audit:

@@ -25,8 +25,9 @@ import torch
 
 from ...diffusion.dpmsolver import DPMInversion, invert_dpmpp_2m_sde, sample_dpmpp_2m_sde
 from ...errors import InputError
-from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
-from ...faces.imageio import check_face_images, to_nhwc
+from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels, embed_images
+from ...faces.imageio import check_face_images, to_float, to_nhwc, to_uint8
+from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .settings import ReversePersonalizationSettings
 
 log = logging.getLogger("nullface")
@@ -116,24 +117,15 @@ class RevPersInversion:
         return self.dpm.unet_evals
 
 
-def _vae_dtype(pipe) -> torch.dtype:
-    return next(pipe.vae.parameters()).dtype
+def encode(pipe, images, callback: Callback = None) -> torch.Tensor:
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32 (the SDXL VAE
+    runs in its own precision). ``callback`` may stop the run before each image's VAE call."""
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
-def encode(pipe, images) -> torch.Tensor:
-    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, _vae_dtype(pipe))
-    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
-    return torch.cat(latents).float() * pipe.vae_scale
-
-
-@torch.no_grad()
-def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
-    """Images [B,H,W,3] float 0..1 from latents."""
-    z = latents.to(pipe.ready().device, _vae_dtype(pipe)) / pipe.vae_scale
-    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
-    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+def decode(pipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 from latents; ``callback`` as ``encode``'s."""
+    return pipe.vae_decode(latents, callback)
 
 
 def initial_attribute(pipe):
@@ -148,6 +140,7 @@ def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSetti
     The denoiser is the one ``sample_latents`` builds for zero identities and no attribute prompt, called with
     the same batch, so that replay is exact (``invert_dpmpp_2m_sde``)."""
     settings.validate()
+    pipe.ready(callback)
     size = (int(x0.shape[-2]) * 8, int(x0.shape[-1]) * 8)
     sched = settings.schedule()
     den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
@@ -159,7 +152,7 @@ def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSetti
 
 
 def invert_images(pipe, images, settings: ReversePersonalizationSettings, callback: Callback = None):
-    return invert_latents(pipe, encode(pipe, images), settings, callback)
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
 
 
 def identity_vectors(embeddings: Sequence[FaceEmbedding | np.ndarray], id_scale: float) -> np.ndarray:
@@ -190,6 +183,7 @@ def sample_latents(pipe, inversion: RevPersInversion, identities: np.ndarray, gu
     ids = np.asarray(identities, np.float32)
     if ids.ndim != 2 or ids.shape[0] not in (1, inversion.batch):
         raise InputError(f"{len(ids)} identities for {inversion.batch} inverted images: give one, or one per image")
+    pipe.ready(callback)
     text_u = pipe.encode_prompt(prompt) if prompt.strip() else initial_attribute(pipe)   # ĉ_attr
     den = GuidedDenoiser(pipe, text_u, pipe.encode_prompt(""), ids, w, s.ip_adapter_scale, inversion.image_size)
     sched = inversion.dpm.schedule
@@ -208,13 +202,12 @@ def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = Reve
     if embeddings is None:
         if face_models is None:
             raise InputError("give face_models (to detect and embed the face) or precomputed embeddings")
-        from ..nullface.pipeline import embed_images
         embeddings = embed_images(face_models, batch)
     if len(embeddings) != batch.shape[0]:
         raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
     inversion = invert_images(pipe, batch, settings, callback)
     latents, _ = sample_latents(pipe, inversion, identity_vectors(embeddings, settings.id_scale), callback=callback)
-    return decode(pipe, latents)
+    return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
@@ -225,7 +218,7 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
     ``masks`` are the photo pipeline's crop masks M (1 = anonymize): the method has no region mask of
     its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
     """
-    batch = np.stack([np.asarray(c)[..., :3] for c in crops]).astype(np.float32) / 255.0
+    batch = to_float(np.stack([np.asarray(c)[..., :3] for c in crops]))
     out = anonymize_face(pipe, torch.from_numpy(batch), settings, embeddings=list(embeddings),
                          callback=callback).numpy()
     results = []
@@ -234,7 +227,7 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
         if m is not None:
             m = np.clip(np.asarray(m, np.float32), 0, 1)[..., None]
             o = m * o + (1 - m) * batch[i]
-        results.append((np.clip(o, 0, 1) * 255).round().astype(np.uint8))
+        results.append(to_uint8(o))
     return results
 
 
@@ -258,11 +251,12 @@ def crop_anonymizer(pipe, face_models: FaceModels, settings: ReversePersonalizat
                     audit=None, max_tries: int = 1, callback: Callback = None):
     """Reverse Personalization as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
 
-    The photo machinery is NullFace's (``nullface.methods.nullface.pipeline.crop_anonymizer``): each face uses its own ArcFace
-    identity, taken from the photo at its detected landmarks, the crops of one call run as one batch, and with
-    ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in all, then returned
-    as an error so that the photo's fail-closed policy applies.
+    The photo machinery is the methods' shared one (``nullface.methods.anonymizer.crop_anonymizer``): each face
+    uses its own ArcFace identity, taken from the photo at its detected landmarks, the crops of one call run as
+    one batch, and with ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in
+    all, then returned as an error so that the photo's fail-closed policy applies.
     """
-    from ..nullface.pipeline import crop_anonymizer as photo_anonymizer
-    return photo_anonymizer(pipe, face_models, settings.validate(), audit=audit, max_tries=max_tries,
-                            callback=callback, crops_fn=anonymize_crops, escalate=escalate)
+    def crops_fn(crops: list, vectors: list, s: ReversePersonalizationSettings) -> list:
+        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback)
+    return neutral_anonymizer(crops_fn, settings.validate(), escalate, identity=arcface_identity(face_models),
+                              audit=audit, max_tries=max_tries, callback=callback)
