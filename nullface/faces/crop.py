@@ -33,6 +33,8 @@ class FaceCrop:
     region: np.ndarray                       # float32 SxS paste weight: 1 inside the face, 0 outside
     mask: np.ndarray | None = None           # float32 SxS, 1 = anonymize (None = the whole crop)
     image_shape: tuple[int, int] | None = None   # (h, w) of the photo it was cut from
+    embedding: np.ndarray | None = None      # a fixed identity to negate (a video track's); None = from the photo
+    seed_offset: int | None = None           # the face's own seed is settings.seed + this (a video track's); None = batch seed
 
     @property
     def size(self) -> int:

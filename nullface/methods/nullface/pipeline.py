@@ -45,19 +45,22 @@ def decode(pipe: NullFacePipe, latents: torch.Tensor) -> torch.Tensor:
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
-                   callback: Callback = None) -> Inversion:
-    """DDPM inversion of latents on the null path, keeping only the steps sampling will use."""
+                   callback: Callback = None, seeds: Sequence[int] | None = None) -> Inversion:
+    """DDPM inversion of latents on the null path, keeping only the steps sampling will use (``seeds``: one
+    noise seed per image instead of ``settings.seed`` for the batch)."""
     settings.validate()
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
-    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
+    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip,
+                  settings.seed if seeds is None else [int(v) for v in seeds],
                   batch=pick_inversion_batch(pipe.device, settings.inversion_batch), exact_last_step=settings.exact_last_step,
                   ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
 
 
-def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None) -> Inversion:
+def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None,
+                  seeds: Sequence[int] | None = None) -> Inversion:
     """Encode and invert face images: one inversion per image of the batch."""
-    return invert_latents(pipe, encode(pipe, images), settings, callback)
+    return invert_latents(pipe, encode(pipe, images), settings, callback, seeds)
 
 
 def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
@@ -93,10 +96,13 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
                    face_models: FaceModels | None = None,
                    embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
-                   masks=None, keep_masks=None, callback: Callback = None) -> torch.Tensor:
+                   masks=None, keep_masks=None, callback: Callback = None,
+                   seeds: Sequence[int] | None = None) -> torch.Tensor:
     """Anonymize aligned face images in one call; returns [B,H,W,3] float 0..1.
 
     The identity comes from ``embeddings`` (one per image) or is detected with ``face_models``.
+    ``seeds`` (one per image) gives each image its own inversion noise and identity rotation, the same
+    whatever batch it runs in (a video track's); by default the batch shares ``settings.seed``.
     ``masks`` (1 = anonymize, 0 = keep) or ``keep_masks`` (1 = keep visible) localize the change;
     neither anonymizes the whole image.
     """
@@ -113,16 +119,19 @@ def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = Null
     else:
         if len(embeddings) != batch.shape[0]:
             raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
-        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
-    inversion = invert_images(pipe, batch, settings, callback)
+        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed, seeds)
+    if seeds is not None and len(seeds) != batch.shape[0]:
+        raise InputError(f"{len(seeds)} seeds for {batch.shape[0]} images")
+    inversion = invert_images(pipe, batch, settings, callback, seeds)
     latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
     return decode(pipe, latents)
 
 
 def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
                     masks: Sequence[np.ndarray | None], settings: NullFaceSettings,
-                    callback: Callback = None) -> list[np.ndarray]:
-    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask."""
+                    callback: Callback = None, seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask
+    (``seeds``: each crop's own seed, see ``anonymize_face``)."""
     if len(crops) == 0:
         return []
     if any(m is None for m in masks) and not all(m is None for m in masks):
@@ -130,7 +139,7 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
         masks = [np.ones(size, np.float32) if m is None else m for m in masks]
     mask_arr = None if all(m is None for m in masks) else np.stack(masks).astype(np.float32)
     out = anonymize_face(pipe, list(crops), settings, embeddings=list(embeddings), masks=mask_arr,
-                         callback=callback)
+                         callback=callback, seeds=seeds)
     return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
 
 
@@ -139,7 +148,9 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     """The diffusion engine as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
 
     Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
-    of one call run as one batch. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
+    of one call run as one batch. A crop that carries ``embedding`` / ``seed_offset`` (a video track's)
+    uses that identity and the seed ``settings.seed + seed_offset`` (its noise and rotation do not depend
+    on the batch); other methods (``crops_fn``) get the embedding only. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.privacy.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
@@ -157,13 +168,21 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
         ok, vectors = [], []
         for i, c in enumerate(crops):
             try:
-                vectors.append(face_models.arcface.embed(image, c.face.kps))
+                given = getattr(c, "embedding", None)
+                vectors.append(face_models.arcface.embed(image, c.face.kps) if given is None else given)
                 ok.append(i)
             except Exception as exc:            # this face fails; the others go on
                 results[i] = exc
+
+        def seeds(ids, s):                       # per-face seeds (video tracks), else the batch's seed
+            offsets = [getattr(crops[i], "seed_offset", None) for i in ids]
+            if crops_fn is not None or all(o is None for o in offsets):
+                return {}
+            return {"seeds": [s.seed + (o or 0) for o in offsets]}
+
         if ok:
             outs = anonymize_crops_(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
-                                    settings, callback)
+                                    settings, callback, **seeds(ok, settings))
             for i, o in zip(ok, outs):
                 results[i] = o
         if audit is None:
@@ -172,7 +191,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
         return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
                            escalate=escalate or DEFAULT_ESCALATION, callback=callback,
                            retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
-                                                               s, callback)[0])
+                                                               s, callback, **seeds([i], s))[0])
 
     run.audits = []
     return run
