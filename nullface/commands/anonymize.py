@@ -1,5 +1,7 @@
 """``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs.
 
+Videos (``.mp4 .mov .m4v .mkv .webm .avi``) are anonymized frame by frame with tracking (``commands/video.py``).
+
 Outputs mirror the inputs' folder structure under OUTDIR, as PNG by default (lossless: pixels outside the
 faces stay identical), and carry pixels only (no EXIF, no text chunks). ``OUTDIR/report.json`` records every
 file seen; a run resumes where the last one stopped (files recorded as done whose output exists are skipped).
@@ -20,7 +22,8 @@ from pathlib import Path
 from ..faces.imageio import read_image
 from .methods import METHODS, add_revpers_flags, build_anonymizer, method_settings
 from .options import detector_from_args
-from .outputs import collect_inputs, output_name, save_image, write_json
+from .outputs import VIDEO_EXTS, collect_inputs, output_name, save_image, write_json
+from .video import process_video
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
 
 log = logging.getLogger("nullface")
@@ -102,7 +105,9 @@ def add_parser(sub) -> None:
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
+    from .video import add_arguments as add_video_arguments
     add_inpaint_arguments(p)
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -121,6 +126,9 @@ def check_arguments(args):
     from ..errors import InputError
     options = _options(args)
     method_settings(args)
+    if hasattr(args, "max_gap"):
+        from .video import video_options
+        video_options(args)
     if args.max_tries < 1:
         raise InputError(f"--max-tries must be >= 1 (the first try counts), got {args.max_tries}")
     if not (math.isfinite(args.audit_threshold) and args.audit_threshold >= 0):
@@ -256,7 +264,10 @@ def run(args, anonymizer=None, detector=None) -> int:
         for src, rel, out_rel in bar:
             key = str(rel)
             bar.set_postfix_str(key[-40:])
-            entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            if src.suffix.lower() in VIDEO_EXTS:
+                entries[key] = process_video(src, key, outdir / out_rel, detector, anonymizer, options, args)
+            else:
+                entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

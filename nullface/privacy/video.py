@@ -163,14 +163,16 @@ def anonymize_frames(frames: Sequence[np.ndarray], detector, anonymizer: Anonymi
                      ) -> tuple[list[np.ndarray], VideoState]:
     """Anonymize ``frames`` (uint8 RGB, one size); returns the frames and the state for the next chunk.
 
-    ``embed`` gives each track one identity (passed to the anonymizer on every crop as ``crop.embedding``);
-    without it the anonymizer embeds each frame itself. ``final``: no chunk follows (tracks at the end are
+    ``embed`` (default: the anonymizer's own ``embed``, which the NullFace engine has) gives each track one
+    identity, passed to the anonymizer on every crop as ``crop.embedding``; without one the anonymizer
+    embeds each frame itself. ``final``: no chunk follows (tracks at the end are
     padded by ``video.pad``; otherwise held up to ``video.max_gap`` frames, as the face may come back).
     ``progress(done, total)`` is called after each frame. Raises ``FaceFailedError`` (policy ``error``) or
     ``NoFaceError`` (no face in the whole video, ``options.on_no_face`` error) with the frame named.
     """
     options.validate()
     video.validate()
+    embed = embed or getattr(anonymizer, "embed", None)
     state = state or VideoState.new(video)
     rgb = [as_rgb(f)[0] for f in frames]
     if not rgb:
@@ -231,6 +233,7 @@ def anonymize_frames(frames: Sequence[np.ndarray], detector, anonymizer: Anonymi
             partial = getattr(exc, "result", None)
             if partial is not None:
                 _record(state, f, items, partial.faces, frame_audits)
+            exc.video_state = state               # the tracks so far, for the report
             raise
         _record(state, f, items, res.faces, frame_audits)
         out.append(res.image)

@@ -194,6 +194,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                                                                s, callback, **seeds([i], s))[0])
 
     run.audits = []
+    run.embed = lambda image, face: face_models.arcface.embed(image, face.kps)   # a video track's identity
     return run
 
 
