@@ -103,15 +103,19 @@ class VideoWriter:
 
     ``with VideoWriter(target, fps, audio_from=src) as w: w.write(frame) ...``. The file appears under
     ``target`` only when the block ends without an exception. H.264 (yuv420p; yuv444p for odd sizes) at
-    ``crf`` (0 = lossless).
+    ``crf`` (0 = lossless). Decoded audio (``waveform``: float samples [channels, n] and their rate, as
+    ComfyUI's AUDIO carries) is encoded as AAC instead of copied.
     """
 
     def __init__(self, target: str | Path, fps: Fraction | float, audio_from: str | Path | None = None,
-                 crf: int = DEFAULT_CRF):
+                 crf: int = DEFAULT_CRF, waveform: tuple[np.ndarray, int] | None = None):
         self.target = Path(target)
         self.fps = Fraction(fps).limit_denominator(100000)
         self.audio_from = None if audio_from is None else Path(audio_from)
         self.crf = int(crf)
+        self.waveform = waveform
+        if waveform is not None and (np.asarray(waveform[0]).ndim != 2 or not 1 <= np.asarray(waveform[0]).shape[0] <= 2):
+            raise InputError(f"audio must be [channels (1 or 2), samples], got {np.asarray(waveform[0]).shape}")
         if not 0 <= self.crf <= 51:
             raise InputError(f"crf must be in 0..51, got {crf}")
         self.tmp = self.target.with_name(f".{self.target.stem}.{os.getpid()}.part{self.target.suffix}")
@@ -139,6 +143,11 @@ class VideoWriter:
             if self._src.streams.audio:
                 self._audio = self._out.add_stream_from_template(self._src.streams.audio[0])
                 self._audio.metadata.clear()
+        elif self.waveform is not None:
+            channels = np.asarray(self.waveform[0]).shape[0]
+            self._audio = self._out.add_stream("aac", rate=int(self.waveform[1]))
+            self._audio.layout = "stereo" if channels == 2 else "mono"
+            self._audio.metadata.clear()
 
     def write(self, frame: np.ndarray) -> None:
         a = np.asarray(frame)
@@ -164,12 +173,26 @@ class VideoWriter:
             self._out.mux(packet)
             self.audio_packets += 1
 
+    def _encode_audio(self) -> None:
+        """Decoded samples into AAC frames of 1024 samples."""
+        av = _av()
+        wave, rate = np.asarray(self.waveform[0], np.float32), int(self.waveform[1])
+        layout = "stereo" if wave.shape[0] == 2 else "mono"
+        for k in range(0, wave.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, k:k + 1024]), format="fltp", layout=layout)
+            f.sample_rate, f.pts = rate, k
+            self._out.mux(self._audio.encode(f))
+            self.audio_packets += 1
+        self._out.mux(self._audio.encode(None))
+
     def _finish(self) -> None:
         if self._out is None:
             raise InputError("no frame was written: a video needs at least one frame")
         self._out.mux(self._video.encode(None))
-        if self._audio is not None:
+        if self._audio is not None and self._src is not None:
             self._copy_audio()
+        elif self._audio is not None:
+            self._encode_audio()
         self._out.close()
         self._out = None
         os.replace(self.tmp, self.target)
@@ -197,3 +220,22 @@ def container_tags(path: str | Path) -> dict[str, dict]:
         for s in c.streams:
             tags[f"{s.type}:{s.index}"] = dict(s.metadata)
         return tags
+
+
+def save_video(frames, fps: float, directory: str | Path, prefix: str = "anonymized",
+               waveform: tuple[np.ndarray, int] | None = None, crf: int = DEFAULT_CRF) -> Path:
+    """Frames (and decoded audio) as ``<prefix>_<counter>.mp4`` in ``directory``: no metadata, atomic, never
+    overwriting a file; the name never echoes the input's."""
+    from .saving import check_prefix, next_counter
+    check_prefix(prefix)
+    if not (isinstance(fps, (int, float, Fraction)) and float(fps) > 0):
+        raise InputError(f"the frame rate must be > 0, got {fps!r}")
+    directory = Path(directory)
+    counter = next_counter(directory, prefix)
+    while (directory / f"{prefix}_{counter:05d}.mp4").exists():
+        counter += 1
+    target = directory / f"{prefix}_{counter:05d}.mp4"
+    with VideoWriter(target, Fraction(fps).limit_denominator(1001), waveform=waveform, crf=crf) as w:
+        for f in frames:
+            w.write(f)
+    return target
