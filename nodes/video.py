@@ -163,8 +163,8 @@ class NullFaceSaveAnonymizedVideo:
         from ..nullface.privacy.video_io import DEFAULT_CRF
         return {"required": {
             "frames": ("IMAGE", {"tooltip": "The anonymized frames."}),
-            "fps": ("FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.001,
-                              "tooltip": "Frame rate (Get Video Components gives the input's)."}),
+            "fps": ("FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.001, "forceInput": True,
+                              "tooltip": "Frame rate: connect Get Video Components' fps (the input's)."}),
             "filename_prefix": ("STRING", {"default": "anonymized", "tooltip": "Files are <prefix>_00001.mp4, ...; "
                                            "letters, digits, '_' and '-' only."}),
             "crf": ("INT", {"default": DEFAULT_CRF, "min": 0, "max": 51,
