@@ -46,7 +46,8 @@ class VideoOptions:
     pad: int = 3                # frames anonymized before a track's first and after its last detection
     smooth: int = 2             # crop geometry averaged over this many frames on either side (0 = off)
     identity_frames: int = 5    # best frames whose identity vectors are averaged for the track
-    relink: float = 0.0         # a new track this similar (cosine) to an ended one continues it (0 = off)
+    relink: float = 0.5         # a new track this similar (cosine of the identity vectors; ArcFace for NullFace)
+                                # to an ended one continues it (0 = off)
 
     def validate(self) -> "VideoOptions":
         for name in ("max_gap", "pad", "smooth"):
