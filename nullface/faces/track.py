@@ -165,15 +165,17 @@ def track_faces(track: Track, start: int, end: int, max_gap: int, pad: int, smoo
     ``interpolated``; ``pad`` frames before a segment's first and after its last detection repeat that box
     (``padded``). At the end of a chunk that is not ``final`` a live track is held up to ``max_gap`` frames,
     since the next chunk may show it again. The five points and box of every frame are then averaged over
-    ``smooth`` frames on either side (the crop follows the face without jitter); the 68 landmarks, which
-    place the kept regions, are not smoothed.
+    ``smooth`` frames on either side, fewer near the ends of the track so that the window stays centred
+    (a face moving steadily is not lagged behind); the crop follows the face without jitter. The 68
+    landmarks move with the five points (shifted by their mean correction), so the kept regions and the
+    paste region stay where the crop puts the face.
     """
     obs = sorted(track.observations, key=lambda o: o.frame)
     plan: dict[int, tuple[DetectedFace, str]] = {}
     rank = {"padded": 0, "interpolated": 1, "detected": 2}
 
     def put(frame: int, face: DetectedFace, how: str) -> None:
-        if frame < start or frame > end:
+        if frame < max(start, 0) or frame > end:
             return
         if frame not in plan or rank[how] > rank[plan[frame][1]]:
             plan[frame] = (face, how)
@@ -196,10 +198,20 @@ def track_faces(track: Track, start: int, end: int, max_gap: int, pad: int, smoo
                 put(f, o.face, "padded")
     if smooth <= 0:
         return plan
+    from dataclasses import replace
     out = {}
+    seen = {f for f, (_, how) in plan.items() if how != "padded"}       # padded frames hold a box: left as is
     for f, (face, how) in plan.items():
-        near = [plan[g][0] for g in range(f - smooth, f + smooth + 1) if g in plan]
-        from dataclasses import replace
-        out[f] = (replace(face, bbox=np.mean([n.bbox for n in near], 0).astype(np.float32),
-                          kps=np.mean([n.kps for n in near], 0).astype(np.float32)), how)
+        r = 0                       # a symmetric window only: a one-sided mean would lag behind a moving face
+        while how != "padded" and r < smooth and f - r - 1 in seen and f + r + 1 in seen:
+            r += 1
+        if r == 0:
+            out[f] = (face, how)
+            continue
+        near = [plan[g][0] for g in range(f - r, f + r + 1)]
+        kps = np.mean([n.kps for n in near], 0).astype(np.float32)
+        lm = _landmarks(face)         # moved with the five points (their shape, the expression, is kept)
+        lm = None if lm is None else (lm + (kps - face.kps).mean(0)).astype(np.float32)
+        out[f] = (type(face)(np.mean([n.bbox for n in near], 0).astype(np.float32), face.score, kps, lm,
+                             face.backend), how)
     return out
