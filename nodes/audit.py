@@ -1,31 +1,11 @@
 """NullFace Re-ID Audit: can an independent face recognizer still link the anonymized face to the original?"""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from ..nullface.privacy import audit as engine
 
 from ._common import AUDIT, CATEGORY, FACE_MODELS, FACES, images_to_numpy
-
-
-def faces_per_image(faces: Any, count: int) -> list[list] | None:
-    """NULLFACE_FACES -> one list of detected faces per original image (None: detect them here).
-
-    Accepts an object with ``faces`` (a list per image), a list of per-image lists, or a flat
-    list of faces for a single image.
-    """
-    if faces is None:
-        return None
-    per_image = list(getattr(faces, "faces", faces))
-    if not per_image:                                    # an empty flat list: no face anywhere
-        return [[]]
-    if hasattr(per_image[0], "bbox"):                    # flat list: one image
-        per_image = [per_image]
-    per_image = [list(getattr(f, "faces", f)) for f in per_image]
-    if len(per_image) not in (1, count):
-        raise engine.InputError(f"the faces input describes {len(per_image)} images but {count} originals were given")
-    return per_image
 
 
 class NullFaceReIDAudit:
@@ -72,22 +52,17 @@ class NullFaceReIDAudit:
         }
 
     def _recognizers(self, dlib_threshold: float, face_models: Any, arcface_threshold: float) -> list:
-        if self._dlib is None:
-            self._dlib = engine.DlibRecognizer()
-        dlib_rec = copy.copy(self._dlib)
-        dlib_rec.threshold = float(dlib_threshold)
-        recs = [dlib_rec]
-        arcface = getattr(face_models, "arcface", None)
-        if arcface is not None:
-            recs.append(engine.ArcFaceRecognizer(arcface, threshold=arcface_threshold))
-        return recs
+        if self._dlib is None:                          # loaded once, kept at dlib's own threshold
+            self._dlib = engine.make_recognizers()[0]
+        return engine.make_recognizers(getattr(face_models, "arcface", None), dlib_threshold, arcface_threshold,
+                                       dlib=self._dlib)
 
     def audit(self, original, anonymized, dlib_threshold=engine.DLIB_SAME_PERSON_DISTANCE, faces=None,
               face_models=None, arcface_threshold=engine.ARCFACE_SAME_PERSON_SIMILARITY):
         originals = images_to_numpy(original)
         anons = images_to_numpy(anonymized)
         recognizers = self._recognizers(dlib_threshold, face_models, arcface_threshold)
-        audits = engine.audit_images(originals, anons, faces_per_image(faces, len(originals)), recognizers)
+        audits = engine.audit_images(originals, anons, engine.faces_per_image(faces, len(originals)), recognizers)
         passed_faces = sum(a.passed_count for a in audits)
         return (audits, engine.format_report(audits), all(a.passed for a in audits), passed_faces)
 

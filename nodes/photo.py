@@ -1,18 +1,22 @@
 """Whole-photo nodes: detect every face, crop, region masks, paste back, and Anonymize Photo in one node."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from ..nullface.faces.crop import paste_face
 from ..nullface.privacy.photo import PhotoOptions, anonymize_photo, as_rgb, detect_batch, prepare_crop, select
-from ..nullface.methods.nullface.pipeline import crop_anonymizer, crop_audit
+from ..nullface.methods.anonymizer import crop_audit
+from ..nullface.methods.nullface.pipeline import crop_anonymizer
 from ..nullface.faces.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
-                      masks_to_numpy, numpy_to_images)
-from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
+                      masks_to_numpy, numpy_to_images, release_pipe)
+from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
+from .widgets import keep_widget
 
 CROPS = "NULLFACE_CROPS"
 CAT = f"{CATEGORY}/photo"
@@ -49,6 +53,9 @@ class NullFaceDetectFaces:
                        "anonymized: they stay as they are; listed in the log with box and reason).")
     FUNCTION = "detect"
     CATEGORY = CAT
+    DESCRIPTION = ("Finds every face in each image with the detector of 'NullFace Load Face Models' (its score "
+                   "threshold and minimum size apply; smaller faces are counted as ignored and listed in the log). "
+                   "Feeds 'NullFace Crop Faces'.")
 
     def detect(self, face_models, image, on_no_face):
         faces = detect_batch(images_to_numpy(image), face_models.detector, on_no_face)
@@ -71,16 +78,20 @@ class NullFaceCropFaces:
     RETURN_NAMES = ("crops", "crop_info")
     FUNCTION = "crop"
     CATEGORY = CAT
+    DESCRIPTION = ("Aligned square crops (FFHQ framing at zoom 1.0) of every face found by 'NullFace Detect Faces', "
+                   "as one batch, largest face first. Anonymize the crops with any method's aligned-face node, then "
+                   "'NullFace Paste Faces' puts them back using crop_info.")
 
     def crop(self, image, faces, crop_size, zoom):
         arrays = images_to_numpy(image)
         if len(arrays) != len(faces.faces):
             raise ValueError(f"{len(arrays)} images but faces for {len(faces.faces)}: use the same batch")
         opts = PhotoOptions(crop_size=crop_size, zoom=zoom, keep=()).validate()   # masks come from Region Mask
-        crops = [(i, prepare_crop(a, f, opts)) for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
+        crops = [replace(prepare_crop(a, f, opts), image_index=i)
+                 for i, (a, fs) in enumerate(zip(arrays, faces.faces)) for f in fs]
         if not crops:
             raise ValueError("no faces to crop: every image was passed through without a face")
-        return (numpy_to_images([c.image for _, c in crops]), crops)
+        return (numpy_to_images([c.image for c in crops]), crops)
 
 
 class NullFaceFaceRegionMask:
@@ -89,7 +100,8 @@ class NullFaceFaceRegionMask:
     @classmethod
     def INPUT_TYPES(cls):
         req = {"crop_info": (CROPS, {"tooltip": "From 'NullFace Crop Faces'."})}
-        req.update({r: ("BOOLEAN", {"default": r in ("eyes", "mouth"), "tooltip": REGION_TIPS[r]}) for r in REGIONS})
+        req.update({r: ("BOOLEAN", {"default": r in NullFaceSettings.KEEP, "tooltip": REGION_TIPS[r]})
+                    for r in REGIONS})
         req["grow"] = ("INT", {"default": 0, "min": -128, "max": 128,
                                "tooltip": "Grow (+) / shrink (-) the regions all around, pixels."})
         req["feather"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 128.0, "step": 0.5,
@@ -104,7 +116,9 @@ class NullFaceFaceRegionMask:
     RETURN_NAMES = ("mask",)
     FUNCTION = "mask"
     CATEGORY = CAT
-    DESCRIPTION = "Feed it to 'NullFace Region Mask' with mask_means = keep to keep these regions visible."
+    DESCRIPTION = ("Masks of the ticked facial regions from each face's landmarks (white = the regions), per crop "
+                   "or per photo. Needs crop_info from 'NullFace Crop Faces'. Feed it to 'NullFace Region Mask' "
+                   "with mask_means = keep to keep these regions visible.")
 
     def mask(self, crop_info, grow, feather, space="crop", image=None, **regions):
         names = [r for r in REGIONS if regions.get(r)]
@@ -112,18 +126,18 @@ class NullFaceFaceRegionMask:
             raise ValueError("tick at least one region")
         if space == "crop":
             out = [region_mask(c.to_crop(face_landmarks(c.face)), (c.size, c.size), names, grow, feather)
-                   for _, c in crop_info]
+                   for c in crop_info]
             if not out:
                 raise ValueError("no face crops: nothing to make a mask for")
             return (torch.from_numpy(np.stack(out)),)
-        shapes = {i: c.image_shape for i, c in crop_info}
+        shapes = {c.image_index: c.image_shape for c in crop_info}
         if image is not None:
             count, shape = image.shape[0], tuple(image.shape[1:3])
         elif shapes:
             count, shape = max(shapes) + 1, next(iter(shapes.values()))
         else:
             raise ValueError("no face crops and no image: connect the image to size the masks")
-        faces = [[c.face for i, c in crop_info if i == k] for k in range(count)]
+        faces = [[c.face for c in crop_info if c.image_index == k] for k in range(count)]
         return (torch.from_numpy(np.stack([image_region_mask(shape, f, names, grow, feather) for f in faces])),)
 
 
@@ -140,16 +154,19 @@ class NullFacePasteFaces:
     RETURN_NAMES = ("image",)
     FUNCTION = "paste"
     CATEGORY = CAT
+    DESCRIPTION = ("Pastes the anonymized crops back into the original images with a feathered seam inside each "
+                   "face region; every pixel outside the faces stays identical. Needs the images and crop_info "
+                   "of 'NullFace Crop Faces', and the crops in the same order.")
 
     def paste(self, image, crop_info, anonymized_crops):
         arrays = images_to_numpy(image)
         results = images_to_numpy(anonymized_crops)
         if len(results) != len(crop_info):
             raise ValueError(f"{len(results)} anonymized crops for {len(crop_info)} faces")
-        for (idx, c), r in sorted(zip(crop_info, results), key=lambda x: x[0][1].face.area):
+        for c, r in sorted(zip(crop_info, results), key=lambda x: x[0].face.area):
             if r.shape != c.image.shape:
                 raise ValueError(f"an anonymized crop is {r.shape[1]}x{r.shape[0]}, expected {c.size}x{c.size}")
-            arrays[idx] = paste_face(arrays[idx], c, r)
+            arrays[c.image_index] = paste_face(arrays[c.image_index], c, r)
         return (numpy_to_images(arrays),)
 
 
@@ -161,10 +178,7 @@ class NullFaceAnonymizePhoto:
         req = {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
                "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (detector + ArcFace)."}),
                "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
-               "keep": ("STRING", {"default": ",".join(PhotoOptions().keep),
-                                   "tooltip": "Regions each face keeps visible, comma separated: eyes, brows, nose, "
-                                              "mouth, skin, face. 'none' = anonymize the whole face. Default: "
-                                              "eyes and mouth, the paper's comparison setup."}),
+               "keep": keep_widget(NullFaceSettings),
                "on_failure": ON_FAILURE, "on_no_face": NO_FACE,
                "steps": STEPS, "t_skip": T_SKIP, "lambda_cfg": LAMBDA_CFG, "lambda_id": LAMBDA_ID,
                "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}
@@ -187,6 +201,10 @@ class NullFaceAnonymizePhoto:
                        "report); 0 when every detected face was handled.")
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("NullFace on whole photos: detects every face, anonymizes each with its own identity (keeping the "
+                   "chosen regions), pastes it back, and fails closed (on_failure). Needs 'NullFace Load SD1.5 + "
+                   "FaceID' and 'NullFace Load Face Models'. Outputs a text report of every face.")
 
     @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
@@ -204,7 +222,7 @@ class NullFaceAnonymizePhoto:
             arrays, keeps, face_models.detector, opts, s.work_per_face,
             lambda progress: crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                              callback=progress))
-        _release(pipe)
+        release_pipe(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 
 
@@ -225,12 +243,9 @@ def photo_audit(node, face_models, audit_tries: int):
     per node and kept on it, plus ArcFace as a second opinion when buffalo_l is loaded."""
     if not audit_tries:
         return None
-    from ..nullface.privacy.audit import ArcFaceRecognizer, DlibRecognizer
-    if getattr(node, "_dlib", None) is None:
-        node._dlib = DlibRecognizer()
-    recognizers = [node._dlib]
-    if face_models.arcface is not None:
-        recognizers.append(ArcFaceRecognizer(face_models.arcface))
+    from ..nullface.privacy.audit import make_recognizers
+    recognizers = make_recognizers(face_models.arcface, dlib=getattr(node, "_dlib", None))
+    node._dlib = recognizers[0]
     return crop_audit(recognizers)
 
 
@@ -260,7 +275,7 @@ def anonymize_photos(arrays, keeps, found, detector, run, opts) -> tuple[list, s
                      + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
         lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
                   + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
-        lines += [f"  ignored face {[int(v) for v in g['bbox']]}: {g['reason']}" for g in res.ignored]
+        lines += [f"  ignored face {[int(v) for v in g.bbox]}: {g.ignored}" for g in res.ignored]
         for j, checked in enumerate(getattr(run, "audits", [])):
             last = checked.tries[-1].audit if checked.tries else None
             lines.append(f"  audit {j}: {'pass' if checked.passed else 'FAIL'} after {len(checked.tries)} "

@@ -21,6 +21,7 @@ from ._common import CATEGORY, FACE_MODELS, PIPE, Progress, cancellable, check_i
     numpy_to_images
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
 from .photo import CROP_SIZE, NO_FACE, ON_FAILURE
+from .widgets import keep_widget
 
 CAT = f"{CATEGORY}/video"
 V = VideoOptions()
@@ -78,9 +79,7 @@ class NullFaceAnonymizeVideo:
         req = {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
                "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (detector + ArcFace)."}),
                "frames": ("IMAGE", {"tooltip": "The video's frames, in order (one size)."}),
-               "keep": ("STRING", {"default": ",".join(PhotoOptions().keep),
-                                   "tooltip": "Regions each face keeps visible (eyes, brows, nose, mouth, skin, "
-                                              "face; 'none' = the whole face is anonymized)."}),
+               "keep": keep_widget(NullFaceSettings),
                "on_failure": ON_FAILURE, "on_no_face": NO_FACE,
                "sequence": (SEQUENCE, {"default": SEQUENCE[0], "tooltip": "whole video: each run is a video of "
                             "its own. part of a longer video: the tracks continue from the previous run (Meta "

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from nullface.privacy.audit import ImageAudit, default_detector
+from nullface.privacy.audit import ImageAudit, default_detector, faces_per_image
 from nullface.errors import InputError
 from tests.conftest import pack_module
 
@@ -101,13 +101,13 @@ def test_faces_per_image_shapes(real_face):
     class PhotoFaces:
         faces: list
 
-    assert node_audit.faces_per_image(None, 2) is None
-    assert node_audit.faces_per_image([real_face], 1) == [[real_face]]
-    assert node_audit.faces_per_image([[real_face], []], 2) == [[real_face], []]
-    assert node_audit.faces_per_image(PhotoFaces([[real_face], []]), 2) == [[real_face], []]
-    assert node_audit.faces_per_image([], 3) == [[]]
+    assert faces_per_image(None, 2) is None
+    assert faces_per_image([real_face], 1) == [[real_face]]
+    assert faces_per_image([[real_face], []], 2) == [[real_face], []]
+    assert faces_per_image(PhotoFaces([[real_face], []]), 2) == [[real_face], []]
+    assert faces_per_image([], 3) == [[]]
     with pytest.raises(InputError, match="describes 2 images"):
-        node_audit.faces_per_image([[real_face], []], 3)
+        faces_per_image([[real_face], []], 3)
 
 
 def test_mismatched_batches_are_input_errors(node, astronaut, real_face):

@@ -54,7 +54,7 @@ def test_detect_crop_mask_paste(photo, models):
     regions = {r: r in ("eyes", "mouth") for r in ("eyes", "brows", "nose", "mouth", "skin", "face")}
     (mask,) = node(photo, "NullFaceFaceRegionMask")(info, 0, 0.0, **regions)
     assert mask.shape == (count, 128, 128) and 0 < mask.mean() < 0.3
-    k = info[0][1].kps
+    k = info[0].kps
     assert mask[0, int(k[3, 1]), int(k[3, 0])] == 1 and mask[0, int(k[2, 1]), int(k[2, 0])] == 0
     (full,) = node(photo, "NullFaceFaceRegionMask")(info, 0, 0.0, space="image", image=image, **regions)
     assert full.shape == (2, 512, 512)
@@ -69,7 +69,8 @@ def test_detect_crop_mask_paste(photo, models):
     assert changed.any() and changed.float().mean() < 0.25
     allowed = torch.zeros_like(changed)
     from nullface.faces.crop import region_in_image
-    for i, c in info:
+    for c in info:
+        i = c.image_index
         allowed[i] |= torch.from_numpy(region_in_image((512, 512), c))
     assert not (changed & ~allowed).any()
 

@@ -72,7 +72,11 @@ def test_crops_carry_the_kept_regions_as_zeros():
     assert c.mask[int(y), int(x)] == 1
     seen.clear()
     anonymize_photo(fd.image("astronaut"), astro_detector(), look)
-    assert np.array_equal(seen[0].mask, c.mask)                   # the default keeps eyes and mouth
+    assert seen[0].mask is None                 # PhotoOptions().keep = None: an anonymizer of no method, whole face
+    seen.clear()
+    look.keep = ("eyes", "mouth")               # a method's anonymizer carries its settings' KEEP (NullFace's here)
+    anonymize_photo(fd.image("astronaut"), astro_detector(), look)
+    assert np.array_equal(seen[0].mask, c.mask)
     seen.clear()
     anonymize_photo(fd.image("astronaut"), astro_detector(), look, PhotoOptions(keep=parse_regions("none")))
     assert seen[0].mask is None                                   # nothing kept: the whole crop
@@ -173,7 +177,8 @@ def test_min_size_score_and_max_faces_list_ignored_faces_with_box_and_reason():
     sizes = sorted(f.size for f in fd.faces("t1"))
     res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(min_face_size=sizes[-1]))
     assert res.found == sum(s >= sizes[-1] for s in sizes) and len(res.ignored) == 6 - res.found
-    assert res.ignored[0]["reason"].startswith("smaller than min_face_size") and len(res.ignored[0]["bbox"]) == 4
+    assert res.ignored[0].ignored.startswith("smaller than min_face_size") and len(res.ignored[0].bbox) == 4
+    assert res.to_dict()["ignored_faces"][0]["reason"] == res.ignored[0].ignored          # the report lists it
     assert res.counts["ignored"] == 6 - res.found
     res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(score_threshold=1.0))
     expected = sum(f.score >= 1.0 for f in fd.faces("t1"))
@@ -181,9 +186,8 @@ def test_min_size_score_and_max_faces_list_ignored_faces_with_box_and_reason():
     # max_faces has one meaning everywhere: the largest are anonymized, the others are ignored (listed)
     res = anonymize_photo(img, t1_detector(), invert, PhotoOptions(max_faces=2))
     assert res.anonymized == 2 and res.failed == 0 and len(res.ignored) == 4
-    assert all(i["reason"].startswith("beyond max_faces=2") for i in res.ignored)
-    assert min(f.area for f in fd.faces("t1")[:2]) >= max((i["bbox"][2] - i["bbox"][0]) * (i["bbox"][3] - i["bbox"][1])
-                                                          for i in res.ignored) - 1
+    assert all(i.ignored.startswith("beyond max_faces=2") for i in res.ignored)
+    assert min(f.area for f in fd.faces("t1")[:2]) >= max(i.area for i in res.ignored) - 1
 
 
 def test_every_detected_face_is_anonymized_failed_or_listed_as_ignored():
@@ -194,7 +198,7 @@ def test_every_detected_face_is_anonymized_failed_or_listed_as_ignored():
     detector = DlibDetector(min_size=cut)                        # filtering configured on the detector ...
     res = anonymize_photo(img, detector, invert, PhotoOptions(max_faces=2))   # ... and on the options
     assert res.found + len(res.ignored) == len(faces) == 6
-    reasons = [i["reason"] for i in res.ignored]
+    reasons = [i.ignored for i in res.ignored]
     assert sum(r.startswith("smaller than min_face_size") for r in reasons) == sum(f.size < cut for f in faces)
     assert any(r.startswith("beyond max_faces") for r in reasons)
     # all faces ignored: no "no face" error, the image comes back unchanged with every face listed

@@ -11,13 +11,13 @@ crop leaves the photo untouched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 
 from .align import invert_affine
-from .detect import DetectedFace
+from .face import Face
 from ..errors import InputError
 
 PASTE_FEATHER = 0.12        # width of the seam, as a fraction of the face ellipse's radius
@@ -29,10 +29,11 @@ class FaceCrop:
 
     image: np.ndarray                        # uint8 SxSx3
     matrix: np.ndarray                       # 2x3, image -> crop
-    face: DetectedFace                       # in image coordinates
+    face: Face                               # the face, in image coordinates
     region: np.ndarray                       # float32 SxS paste weight: 1 inside the face, 0 outside
     mask: np.ndarray | None = None           # float32 SxS, 1 = anonymize (None = the whole crop)
     image_shape: tuple[int, int] | None = None   # (h, w) of the photo it was cut from
+    image_index: int = 0                     # which image of a batch it was cut from
     embedding: np.ndarray | None = None      # a fixed identity to negate (a video track's); None = from the photo
     seed_offset: int | None = None           # the face's own seed is settings.seed + this (a video track's); None = batch seed
 
@@ -60,6 +61,18 @@ class FaceCrop:
         """The 68 landmarks in crop coordinates, when the detector gave them."""
         lm = self.face.landmarks68
         return None if lm is None else self.to_crop(lm).astype(np.float32)
+
+    def face_in_crop(self) -> Face:
+        """The face in crop coordinates: its detected box carried by the crop's similarity transform (same
+        centre, scaled sides, upright as the crop), so a recognizer sees the framing of a detection on the crop."""
+        x1, y1, x2, y2 = (float(v) for v in self.face.bbox)
+        centre = self.to_crop(np.array([[(x1 + x2) / 2, (y1 + y2) / 2]]))[0]
+        scale = float(np.sqrt(abs(np.linalg.det(np.asarray(self.matrix, np.float64)[:, :2]))))
+        hw, hh = (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
+        box = np.array([centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh], np.float32)
+        lm = self.face.landmarks
+        return replace(self.face, bbox=box, kps=self.kps,
+                       landmarks=None if lm is None else self.to_crop(lm).astype(np.float32))
 
 
 # ------------------------------------------------------------------------------------------------ warping
@@ -192,7 +205,7 @@ def _soften_outside(crop: np.ndarray, m: np.ndarray, image_hw: tuple[int, int]) 
     return np.round(crop * (1 - t) + blurred * t).astype(np.uint8)
 
 
-def crop_face(image: np.ndarray, face: DetectedFace, size: int = 512, zoom: float = 1.0,
+def crop_face(image: np.ndarray, face: Face, size: int = 512, zoom: float = 1.0,
               feather: float = PASTE_FEATHER) -> FaceCrop:
     """The similarity-aligned ``size`` x ``size`` crop of ``face`` (FFHQ framing at ``zoom`` 1.0)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -1,6 +1,6 @@
 """Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks).
 
-A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[DetectedFace]``, sorted by
+A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[Face]`` (``nullface.faces.face``), sorted by
 box area, largest first. Only their score threshold decides what is a face; their ``min_size`` and
 ``max_faces`` mark faces ``ignored`` (``select_faces``), never drop them, so the photo path reports them.
 Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG detector an SVM margin
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,36 +19,11 @@ import numpy as np
 from ..errors import InputError, MissingDependencyError, ModelFileError
 from ..models.insightface import BUFFALO_HINT, SCRFD_FILE, find_scrfd_folder
 from ..models.resources import dlib_model_path
+from .face import DetectedFace, Face  # noqa: F401  (the one face type; DetectedFace is its old name)
 
 log = logging.getLogger("nullface")
 
 BACKENDS = ("auto", "insightface", "dlib")
-
-
-@dataclass(frozen=True)
-class DetectedFace:
-    """One face found in an image (pixel coordinates of that image)."""
-
-    bbox: np.ndarray                        # (4,) float32 x1, y1, x2, y2
-    score: float
-    kps: np.ndarray                         # (5,2) float32: left eye, right eye, nose, left/right mouth corner
-    landmarks68: np.ndarray | None = None   # (68,2) float32 iBUG-68 order (dlib), else None
-    backend: str = "dlib"
-    ignored: str | None = None              # why this face is left as it is (``select_faces``); None = anonymize
-
-    @property
-    def size(self) -> float:
-        """The shorter side of the box."""
-        return float(min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
-
-    @property
-    def area(self) -> float:
-        return float(max(0.0, self.bbox[2] - self.bbox[0]) * max(0.0, self.bbox[3] - self.bbox[1]))
-
-    def to_dict(self) -> dict:
-        d = {"bbox": [round(float(v), 1) for v in self.bbox], "score": round(float(self.score), 4),
-             "backend": self.backend}
-        return {**d, "reason": self.ignored} if self.ignored else d
 
 
 def kps_from_68(pts: np.ndarray) -> np.ndarray:
@@ -74,8 +49,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def select_faces(faces: Sequence[DetectedFace], min_size: float = 0, max_faces: int = 0,
-                 score_threshold: float | None = None) -> list[DetectedFace]:
+def select_faces(faces: Sequence[Face], min_size: float = 0, max_faces: int = 0,
+                 score_threshold: float | None = None) -> list[Face]:
     """Every face, largest first; those not to be anonymized are marked ``ignored`` with the reason.
 
     The one place where faces are left out, so that none is dropped unreported: a face whose box is
@@ -94,7 +69,7 @@ def select_faces(faces: Sequence[DetectedFace], min_size: float = 0, max_faces: 
     return out
 
 
-def split_ignored(faces: Sequence[DetectedFace]) -> tuple[list[DetectedFace], list[DetectedFace]]:
+def split_ignored(faces: Sequence[Face]) -> tuple[list[Face], list[Face]]:
     """(faces to anonymize, ignored faces)."""
     return [f for f in faces if not f.ignored], [f for f in faces if f.ignored]
 
@@ -128,14 +103,14 @@ class DlibDetector:
         shape = self._predictor(_check_image(image), self._dlib.rectangle(x1, y1, x2, y2))
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+    def detect(self, image: np.ndarray) -> list[Face]:
         image = _check_image(image)
         rects, scores, _ = self._detector.run(image, self.upsample, self.score_threshold)
         faces = []
         for r, s in zip(rects, scores):
             box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32)
             pts = self.landmarks(image, (r.left(), r.top(), r.right(), r.bottom()))
-            faces.append(DetectedFace(box, float(s), kps_from_68(pts), pts, "dlib"))
+            faces.append(Face(box, float(s), kps_from_68(pts), pts, "dlib"))
         return select_faces(faces, self.min_size, self.max_faces)
 
 
@@ -178,14 +153,14 @@ class InsightFaceDetector:
         running = session.get_providers()[0] if session is not None else chosen[0]
         log.info("face detector: insightface SCRFD %s on %s", path.name, running)
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+    def detect(self, image: np.ndarray) -> list[Face]:
         bgr = np.ascontiguousarray(_check_image(image)[..., ::-1])
         boxes, kpss = self._model.detect(bgr, input_size=(self.det_size, self.det_size), max_num=0)
         faces = []
         for i, b in enumerate(boxes):
             if kpss is None:
                 continue
-            faces.append(DetectedFace(np.asarray(b[:4], np.float32), float(b[4]), np.asarray(kpss[i], np.float32),
+            faces.append(Face(np.asarray(b[:4], np.float32), float(b[4]), np.asarray(kpss[i], np.float32),
                                       None, "insightface"))
         return select_faces(faces, self.min_size, self.max_faces)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .align import arcface_crop
 from ..errors import InputError, ModelFileError, NoFaceError
+from .imageio import to_nhwc, to_uint8
 from ..models.insightface import BUFFALO_HINT, find_buffalo
 
 log = logging.getLogger("nullface")
@@ -101,6 +102,14 @@ def embed_faces(face_models: FaceModels, image: np.ndarray, *, pick: str | int =
         face = faces[int(pick)]
     vec = face_models.arcface.embed(image, face.kps)
     return FaceEmbedding(vector=vec, bbox=np.asarray(face.bbox), kps=np.asarray(face.kps), score=float(face.score))
+
+
+def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
+    """ArcFace embedding e of the chosen face of each image (an image without one is named in the error).
+
+    ``images``: anything ``nullface.faces.imageio.to_nhwc`` accepts (a ComfyUI IMAGE, arrays, PIL images)."""
+    arrays = [to_uint8(im[..., :3]) for im in to_nhwc(images)]
+    return [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
 
 
 def rotate_within_angle(v: np.ndarray, max_angle: float, seed: int) -> np.ndarray:

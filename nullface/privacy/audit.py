@@ -11,6 +11,7 @@ and **fails closed**: a face whose descriptor cannot be computed, on either imag
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 import numpy as np
 
 from ..faces.detect import kps_from_68
+from ..faces.face import Face
 from ..errors import FaceFailedError, InputError, MissingDependencyError
 from ..models.resources import dlib_model_path
 
@@ -34,23 +36,6 @@ DLIB_SAME_PERSON_DISTANCE = 0.6
 ARCFACE_SAME_PERSON_SIMILARITY = 0.35
 
 
-class FaceLike(Protocol):
-    """What the audit needs from a detected face (``nullface.faces.detect.DetectedFace`` fits)."""
-
-    bbox: np.ndarray
-    kps: np.ndarray
-    landmarks68: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class FaceGeometry:
-    """Where a face is in one image: box, five keypoints and optionally dense landmarks."""
-
-    bbox: np.ndarray
-    kps: np.ndarray
-    landmarks: np.ndarray | None = None  # (68,2) or (5,2) dlib-order points, or None
-
-
 class Recognizer(Protocol):
     """A face recognizer used by the audit."""
 
@@ -58,7 +43,7 @@ class Recognizer(Protocol):
     metric: str       # "distance" (smaller = more alike) or "similarity" (larger = more alike)
     threshold: float
 
-    def describe(self, image: np.ndarray, face: FaceGeometry) -> np.ndarray: ...
+    def describe(self, image: np.ndarray, face: Face) -> np.ndarray: ...
 
     def score(self, a: np.ndarray, b: np.ndarray) -> float: ...
 
@@ -124,7 +109,7 @@ class DlibRecognizer:
     def landmarks(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
         return self.landmarker(image, bbox)
 
-    def describe(self, image: np.ndarray, face: FaceGeometry) -> np.ndarray:
+    def describe(self, image: np.ndarray, face: Face) -> np.ndarray:
         dlib = self._dlib
         pts = face.landmarks
         if pts is not None and len(pts) in (5, 68):
@@ -155,7 +140,7 @@ class ArcFaceRecognizer:
         self.threshold = float(threshold)
         self.name = "arcface"
 
-    def describe(self, image: np.ndarray, face: FaceGeometry) -> np.ndarray:
+    def describe(self, image: np.ndarray, face: Face) -> np.ndarray:
         return np.asarray(self.arcface.embed(image, np.asarray(face.kps, np.float32)), np.float64).reshape(-1)
 
     def score(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -163,6 +148,28 @@ class ArcFaceRecognizer:
         if na == 0 or nb == 0:
             return float("nan")
         return float(np.dot(a, b) / (na * nb))
+
+
+def make_recognizers(arcface: Any = None, threshold: float = DLIB_SAME_PERSON_DISTANCE,
+                     arcface_threshold: float = ARCFACE_SAME_PERSON_SIMILARITY, dlib: DlibRecognizer | None = None,
+                     landmarker: DlibLandmarker | None = None) -> list[Recognizer]:
+    """The audit's recognizers, assembled in one place: dlib's (independent of the generator) always, first;
+    ArcFace (``arcface``: an object with ``.embed``, e.g. ``FaceModels.arcface``) as a second opinion when given.
+
+    ``dlib``: an already loaded ``DlibRecognizer`` to reuse (a caller that keeps one between runs); it is
+    copied when ``threshold`` differs, never modified. ``landmarker``: the dlib landmarker of a new one.
+    """
+    if dlib is None:
+        rec = DlibRecognizer(landmarker, threshold=threshold)
+    elif dlib.threshold != float(threshold):
+        rec = copy.copy(dlib)
+        rec.threshold = float(threshold)
+    else:
+        rec = dlib
+    recognizers: list[Recognizer] = [rec]
+    if arcface is not None:
+        recognizers.append(ArcFaceRecognizer(arcface, threshold=arcface_threshold))
+    return recognizers
 
 
 @dataclass(frozen=True)
@@ -186,9 +193,13 @@ class RecognizerResult:
 class FaceAudit:
     """Audit of one face: it passes only when every recognizer fails to re-identify it."""
 
-    bbox: tuple[float, float, float, float]
+    face: Face                        # the face audited (in the coordinates of the images compared)
     results: tuple[RecognizerResult, ...]
     landmarks_source: str = "refit"   # how both sides' landmarks were found: "refit" | "original" (detected)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in np.asarray(self.face.bbox).reshape(4))  # type: ignore[return-value]
 
     @property
     def passed(self) -> bool:
@@ -213,14 +224,15 @@ class FaceAudit:
                 "landmarks_source": self.landmarks_source, "results": [r.to_dict() for r in self.results]}
 
 
-def _geometry(face: FaceLike) -> FaceGeometry:
-    lm = getattr(face, "landmarks68", None)
-    return FaceGeometry(np.asarray(face.bbox, np.float32).reshape(4), np.asarray(face.kps, np.float32).reshape(5, 2),
-                        None if lm is None else np.asarray(lm, np.float32))
+def _geometry(face: Face) -> Face:
+    lm = face.landmarks
+    return dataclasses.replace(face, bbox=np.asarray(face.bbox, np.float32).reshape(4),
+                               kps=np.asarray(face.kps, np.float32).reshape(5, 2),
+                               landmarks=None if lm is None else np.asarray(lm, np.float32))
 
 
-def refit_geometry(image: np.ndarray, face: FaceLike,
-                   landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None) -> tuple[FaceGeometry, str]:
+def refit_geometry(image: np.ndarray, face: Face,
+                   landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None) -> tuple[Face, str]:
     """The face's geometry on another image of the same pose: landmarks re-fitted inside the same box.
 
     Falls back to the original landmarks (``"original"``) when there is no landmarker or it fails.
@@ -237,7 +249,7 @@ def refit_geometry(image: np.ndarray, face: FaceLike,
         return base, "original"
     # dlib's 5-point model marks eye corners and the nose base, not insightface's five: keep the original kps then
     kps = kps_from_68(pts) if len(pts) == 68 else base.kps
-    return FaceGeometry(base.bbox, kps, pts), "refit"
+    return dataclasses.replace(base, kps=kps, landmarks=pts), "refit"
 
 
 def _check_pair(original: np.ndarray, anonymized: np.ndarray) -> None:
@@ -250,9 +262,9 @@ def _check_pair(original: np.ndarray, anonymized: np.ndarray) -> None:
                          "in size: audit the anonymized image at the original's resolution")
 
 
-def paired_geometry(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
+def paired_geometry(original: np.ndarray, anonymized: np.ndarray, face: Face,
                     landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
-                    ) -> tuple[FaceGeometry, FaceGeometry, str]:
+                    ) -> tuple[Face, Face, str]:
     """The geometry of one face on both images, found the same way on each: landmarks re-fitted inside
     the same box (``"refit"``), or, when that fails on either image, the detected landmarks on both
     (``"original"``). Identical images thus get identical geometry, and a distance of 0."""
@@ -265,7 +277,7 @@ def paired_geometry(original: np.ndarray, anonymized: np.ndarray, face: FaceLike
     return base, base, "original"
 
 
-def audit_face(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
+def audit_face(original: np.ndarray, anonymized: np.ndarray, face: Face,
                recognizers: Sequence[Recognizer],
                landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> FaceAudit:
     """Compare one face of ``original`` with the same place in ``anonymized`` using every recognizer.
@@ -291,8 +303,7 @@ def audit_face(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
             score, error = float("nan"), f"descriptor failed: {exc}"
         passed = error is None and not same_person(rec, score)
         results.append(RecognizerResult(rec.name, rec.metric, float(score), rec.threshold, passed, error))
-    bbox = tuple(float(v) for v in orig_geo.bbox)
-    return FaceAudit(bbox, tuple(results), source)  # type: ignore[arg-type]
+    return FaceAudit(_geometry(face), tuple(results), source)
 
 
 @dataclass(frozen=True)
@@ -314,7 +325,7 @@ class ImageAudit:
         return {"index": self.index, "passed": self.passed, "faces": [f.to_dict() for f in self.faces]}
 
 
-def audit_image(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[FaceLike],
+def audit_image(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[Face],
                 recognizers: Sequence[Recognizer], index: int = 0) -> ImageAudit:
     """``audit_face`` for every face detected on the original image."""
     _check_pair(original, anonymized)
@@ -346,8 +357,28 @@ def default_detector() -> Any:
     return DlibDetector()
 
 
+def faces_per_image(faces: Any, count: int) -> list[list[Face]] | None:
+    """Faces as given by a caller -> one list of faces per original image (None stays None: detect them).
+
+    Accepts a ``nullface.privacy.photo.PhotoFaces`` (anything with ``faces``, a list per image), a list of
+    per-image lists, or a flat list of faces of a single image. ``count``: the number of originals; a
+    description of another number of images (other than one, shared by all) is refused.
+    """
+    if faces is None:
+        return None
+    per_image = list(getattr(faces, "faces", faces))
+    if not per_image:                                    # an empty flat list: no face anywhere
+        return [[]]
+    if isinstance(per_image[0], Face):                   # flat list: one image
+        per_image = [per_image]
+    per_image = [list(getattr(f, "faces", f)) for f in per_image]
+    if len(per_image) not in (1, count):
+        raise InputError(f"the faces input describes {len(per_image)} images but {count} originals were given")
+    return per_image
+
+
 def audit_images(originals: Sequence[np.ndarray], anonymized: Sequence[np.ndarray],
-                 faces: Sequence[Sequence[FaceLike]] | None, recognizers: Sequence[Recognizer],
+                 faces: Sequence[Sequence[Face]] | None, recognizers: Sequence[Recognizer],
                  detector: Any = None) -> list[ImageAudit]:
     """Audit a batch: one original per anonymized image (or one original for all of them).
 

@@ -18,6 +18,7 @@ available here:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -25,10 +26,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .audit import FaceLike, Recognizer, audit_face, refit_geometry
+from ..faces.face import Face
+from .audit import Recognizer, audit_face, refit_geometry
+from .photo import as_rgb
+from .saving import write_atomic
 from ..errors import InputError, MissingDependencyError
+from ..faces.imageio import read_image
 
 log = logging.getLogger("nullface")
 
@@ -145,17 +150,13 @@ def face_region_mask(shape: tuple[int, int], boxes: Sequence[np.ndarray], margin
     return mask
 
 
-def paste_region_mask(image: np.ndarray, faces: Sequence[FaceLike]) -> np.ndarray:
+def paste_region_mask(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
     """Bool HxW, True where pasting any of ``faces`` may change pixels (``nullface.faces.crop.region_in_image``
     of the face's 512 crop: the region the photo path actually pastes)."""
     from ..faces.crop import crop_face, region_in_image
-    from ..faces.detect import DetectedFace
     mask = np.zeros(image.shape[:2], bool)
     for f in faces:
-        lm = getattr(f, "landmarks68", None)
-        face = f if isinstance(f, DetectedFace) else DetectedFace(np.asarray(f.bbox, np.float32), 0.0,
-                                                                  np.asarray(f.kps, np.float32), lm)
-        mask |= region_in_image(image.shape, crop_face(image, face, 512))
+        mask |= region_in_image(image.shape, crop_face(image, f, 512))
     return mask
 
 
@@ -209,7 +210,7 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
 class FaceMetrics:
     """Attribute and identity metrics of one face (detected on the original)."""
 
-    bbox: tuple[float, float, float, float]
+    face: Face
     reidentified: dict[str, bool]         # recognizer -> still linked to the original (fail closed)
     scores: dict[str, float]
     expression: float                     # NME % of inter-ocular distance
@@ -220,8 +221,12 @@ class FaceMetrics:
     pitch: float
     roll: float
 
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return tuple(float(v) for v in np.asarray(self.face.bbox).reshape(4))  # type: ignore[return-value]
+
     def to_dict(self) -> dict:
-        return {"bbox": [round(v, 1) for v in self.bbox], "reidentified": self.reidentified,
+        return {"bbox": self.face.box_list(), "reidentified": self.reidentified,
                 "scores": {k: _clean(v) for k, v in self.scores.items()},
                 **{k: _clean(getattr(self, k)) for k in ("expression", "eye_openness", "mouth", "pose",
                                                          "yaw", "pitch", "roll")}}
@@ -231,7 +236,7 @@ def _clean(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else round(float(v), 6)
 
 
-def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
+def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: Face,
                  recognizers: Sequence[Recognizer], landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FaceMetrics:
     """Identity (re-ID per recognizer) and attribute distances for one face."""
     fa = audit_face(original, anonymized, face, recognizers, landmarker=landmarker)
@@ -239,7 +244,7 @@ def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
     try:
         orig_pts = np.asarray(landmarker(original, np.asarray(face.bbox)), np.float32)
     except Exception:
-        orig_pts = getattr(face, "landmarks68", None)
+        orig_pts = face.landmarks68
     if orig_pts is None or len(orig_pts) != 68:
         raise InputError("68 landmarks are needed for the attribute metrics")
     geo, _ = refit_geometry(anonymized, face, landmarker)
@@ -247,7 +252,7 @@ def face_metrics(original: np.ndarray, anonymized: np.ndarray, face: FaceLike,
     size = (original.shape[1], original.shape[0])
     p1, p2 = head_pose(orig_pts, size), head_pose(anon_pts, size)
     return FaceMetrics(
-        bbox=fa.bbox,
+        face=fa.face,
         reidentified={r.recognizer: not r.passed for r in fa.results},
         scores={r.recognizer: r.score for r in fa.results},
         expression=expression_distance(orig_pts, anon_pts),
@@ -273,7 +278,7 @@ class PairMetrics:
                 "bg_ssim": _clean(self.bg_ssim), "faces": [f.to_dict() for f in self.faces]}
 
 
-def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[FaceLike],
+def evaluate_pair(original: np.ndarray, anonymized: np.ndarray, faces: Sequence[Face],
                   recognizers: Sequence[Recognizer], landmarker: Callable[[np.ndarray, np.ndarray], np.ndarray],
                   key: str = "", margin: float = 0.25) -> PairMetrics:
     """All metrics for one pair of same-size RGB uint8 images; ``faces`` were detected on the original."""
@@ -326,15 +331,6 @@ def pair_files(originals: str | Path, anonymized: str | Path) -> Pairing:
         pairs.append((path.relative_to(roots[0]).as_posix(), path, anon[match]))
     extra = tuple(k for k in anon if k not in used)
     return Pairing(tuple(pairs), tuple(missing), extra)
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB, EXIF orientation applied."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except OSError as exc:
-        raise InputError(f"cannot read image '{path}': {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -411,7 +407,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
     names = list(summary.reid)
     fields = ["key", "faces"] + [f"reid_{n}_pct" for n in names] + list(CSV_FIELDS[2:])
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with io.StringIO(newline="") as fh:                  # written whole or not at all (write_atomic)
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in results:
@@ -432,6 +428,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
         row.update({f"{a}_diff": _csv(_mean([getattr(f, a) for f in faces])) for a in ("yaw", "pitch", "roll")})
         row.update({f"reid_{n}_pct": _csv(v) for n, v in s.reid.items()})
         w.writerow(row)
+        write_atomic(path, fh.getvalue().encode("utf-8"))
     return path
 
 
@@ -484,7 +481,7 @@ def evaluate_folders(originals: str | Path, anonymized: str | Path, detector: An
     rows: list[np.ndarray] = []
     for key, o_path, a_path in pairing.pairs:
         try:
-            o, a = load_rgb(o_path), load_rgb(a_path)
+            o, a = (as_rgb(read_image(p), "RGBA")[0] for p in (o_path, a_path))   # RGB, alpha dropped
             faces = list(detector.detect(o))
             if largest_only:
                 faces = faces[:1]

@@ -8,17 +8,18 @@ at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..faces.crop import PASTE_FEATHER, FaceCrop, crop_face, paste_face, region_weights
-from ..faces.detect import DetectedFace, select_faces, split_ignored
+from ..faces.detect import select_faces, split_ignored
+from ..faces.face import Face
 from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
-from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
+from ..faces.regions import MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
 
@@ -32,7 +33,8 @@ class PhotoOptions:
 
     crop_size: int = 512
     zoom: float = 1.0                 # framing: 1.0 = FFHQ/CelebA-HQ (the paper's inputs); larger shows more
-    keep: tuple[str, ...] = DEFAULT_KEEP  # regions kept visible (the paper's eyes + mouth); () = whole face
+    keep: tuple[str, ...] | None = None   # regions kept visible; () = whole face; None = the method's default
+                                          # (its settings' KEEP, carried by its anonymizer as ``keep``)
     grow: float = 0                   # grow (+) / shrink (-) the kept regions, crop pixels
     feather: float = 0.0              # soft edge of the kept regions, crop pixels (0 = hard, as the paper)
     on_failure: str = "error"         # error | blur | pixelate | keep
@@ -64,18 +66,25 @@ class PhotoOptions:
 
 @dataclass
 class FaceOutcome:
-    index: int
-    bbox: list[float]
-    score: float
+    """What became of one face to anonymize (the face itself is ``face``)."""
+
+    index: int                        # its place among the photo's faces to anonymize (largest first)
+    face: Face
     status: str                       # "anonymized" | "failed" | "not_attempted" (the file failed before)
     policy: str | None = None         # the failure policy applied, if any
     error: str | None = None
 
+    @property
+    def bbox(self) -> np.ndarray:
+        return self.face.bbox
+
+    @property
+    def score(self) -> float:
+        return self.face.score
+
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["bbox"] = [round(float(v), 1) for v in self.bbox]
-        d["score"] = round(float(self.score), 4)
-        return d
+        return {"index": self.index, "bbox": self.face.box_list(), "score": round(float(self.face.score), 4),
+                "status": self.status, "policy": self.policy, "error": self.error}
 
 
 @dataclass
@@ -83,7 +92,7 @@ class PhotoResult:
     image: np.ndarray                 # same layout as the input (gray, RGB, or RGBA with the alpha kept)
     faces: list[FaceOutcome] = field(default_factory=list)
     detector: str = ""
-    ignored: list[dict] = field(default_factory=list)   # faces left as they are: box, score, reason
+    ignored: list[Face] = field(default_factory=list)   # faces left as they are, each with its reason (.ignored)
 
     @property
     def found(self) -> int:
@@ -112,7 +121,7 @@ class PhotoResult:
 
     def to_dict(self) -> dict:
         return {**self.counts, "detector": self.detector, "faces": [f.to_dict() for f in self.faces],
-                "ignored_faces": self.ignored}
+                "ignored_faces": [f.to_dict() for f in self.ignored]}
 
 
 def as_rgb(image: np.ndarray, mode: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -143,7 +152,7 @@ def _restore_layout(out: np.ndarray, original: np.ndarray, alpha: np.ndarray | N
     return out
 
 
-def prepare_crop(image: np.ndarray, face: DetectedFace, options: PhotoOptions,
+def prepare_crop(image: np.ndarray, face: Face, options: PhotoOptions,
                  keep_mask: np.ndarray | None = None) -> FaceCrop:
     """The aligned crop of one face with its anonymization mask (1 = anonymize): kept regions,
     ``options.external_mask`` and ``keep_mask`` (image size, 1 = keep visible) applied."""
@@ -180,12 +189,12 @@ def _rounds(boxes: Sequence[Sequence[float]]) -> list[list[int]]:
     return rounds
 
 
-def select(faces: Sequence[DetectedFace], options: PhotoOptions) -> tuple[list[DetectedFace], list[DetectedFace]]:
+def select(faces: Sequence[Face], options: PhotoOptions) -> tuple[list[Face], list[Face]]:
     """(faces to anonymize, ignored faces), both largest first (``nullface.faces.detect.select_faces``)."""
     return split_ignored(select_faces(list(faces), options.min_face_size, options.max_faces, options.score_threshold))
 
 
-def _warn_ignored(name: str, ignored: Sequence[DetectedFace]) -> None:
+def _warn_ignored(name: str, ignored: Sequence[Face]) -> None:
     if ignored:
         log.warning("%s: %d face(s) IGNORED, left as they are: %s", name, len(ignored),
                     "; ".join(f"{[int(v) for v in f.bbox]} {f.ignored}" for f in ignored))
@@ -226,6 +235,8 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
     nearer, faces end on top).
     """
     options.validate()
+    if options.keep is None:                 # the method's own default; an anonymizer without one: the whole face
+        options = replace(options, keep=tuple(getattr(anonymizer, "keep", ())))
     image = photo_array(image, mode)
     rgb, alpha = as_rgb(image, "RGBA")
     for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):
@@ -234,7 +245,7 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
     det_name = getattr(detector, "name", type(detector).__name__)
     faces, ignored = select(list(detector.detect(rgb)), options)
     _warn_ignored(name, ignored)
-    result = PhotoResult(image=image, detector=det_name, ignored=[f.to_dict() for f in ignored])
+    result = PhotoResult(image=image, detector=det_name, ignored=list(ignored))
     if not faces:
         if not ignored:
             no_face(name, options.on_no_face)
@@ -249,7 +260,7 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
     for rnd in _rounds([g[0] for g in geometry]):
         if refused:                          # the file already failed: later rounds are not attempted
             for i in rnd:
-                outcomes[i] = FaceOutcome(i, faces[i].bbox.tolist(), faces[i].score, "not_attempted")
+                outcomes[i] = FaceOutcome(i, faces[i], "not_attempted")
             continue
         crops = {i: (crops0[i] if out is rgb else prepare_crop(out, faces[i], options, keep_mask)) for i in rnd}
         for i in rnd:
@@ -273,9 +284,9 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
             reason = _check_result(res, crops[i])
             if reason is None:
                 out = paste_face(out, crops[i], res)
-                outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "anonymized")
+                outcomes[i] = FaceOutcome(i, f, "anonymized")
                 continue
-            outcomes[i] = FaceOutcome(i, f.bbox.tolist(), f.score, "failed", options.on_failure, reason)
+            outcomes[i] = FaceOutcome(i, f, "failed", options.on_failure, reason)
             if options.on_failure == "error":       # every face of the round is judged before failing the file
                 refused.append(f"{where}: {reason}")
                 continue
@@ -294,12 +305,13 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
 
 @dataclass
 class PhotoFaces:
-    """The faces detected in each image of a batch (what the Detect Faces node passes on)."""
+    """The faces detected in each image of a batch (what the Detect Faces node passes on): a container of
+    ``Face`` lists, one per image."""
 
-    faces: list[list[DetectedFace]]    # the faces to anonymize
+    faces: list[list[Face]]            # the faces to anonymize
     sizes: list[tuple[int, int]]       # (h, w) of each image
     detector: str = ""
-    ignored: list[list[DetectedFace]] = field(default_factory=list)   # left as they are, with the reason
+    ignored: list[list[Face]] = field(default_factory=list)   # left as they are, with the reason
 
     def ignored_count(self) -> int:
         return sum(len(f) for f in self.ignored)
@@ -307,7 +319,7 @@ class PhotoFaces:
     def count(self) -> int:
         return sum(len(f) for f in self.faces)
 
-    def flat(self) -> list[tuple[int, int, DetectedFace]]:
+    def flat(self) -> list[tuple[int, int, Face]]:
         """(image index, face index, face) for every face, image by image, largest face first."""
         return [(i, k, f) for i, fs in enumerate(self.faces) for k, f in enumerate(fs)]
 

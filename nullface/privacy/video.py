@@ -173,6 +173,8 @@ def anonymize_frames(frames: Sequence[np.ndarray], detector, anonymizer: Anonymi
     """
     options.validate()
     video.validate()
+    if options.keep is None:                 # the method's own default kept regions, as for photos
+        options = replace(options, keep=tuple(getattr(anonymizer, "keep", ())))
     embed = embed or getattr(anonymizer, "embed", None)
     state = state or VideoState.new(video)
     rgb = [as_rgb(f)[0] for f in frames]

@@ -13,13 +13,13 @@ import torch
 
 from .denoiser import PipeDenoiser
 from ...models.devices import pick_inversion_batch
-from ...errors import InputError, ModelFileError
-from ...faces.identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
-                       negate_identities)
-from ...faces.imageio import check_face_images, check_masks, to_nhwc
+from ...errors import InputError
+from ...faces.identity import FaceEmbedding, FaceModels, IdentityCondition, embed_images, negate_identities
+from ...faces.imageio import check_face_images, check_masks, to_nhwc, to_uint8
 from ...diffusion.inversion import Inversion, invert
 from ...diffusion.masks import latent_mask
 from ...models.sd15 import NullFacePipe
+from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .sampler import sample_nullface
 from ...diffusion.schedule import schedule_from_config
 from .settings import NullFaceSettings
@@ -28,20 +28,15 @@ log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
 
 
-@torch.no_grad()
-def encode(pipe: NullFacePipe, images) -> torch.Tensor:
-    """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, pipe.dtype)
-    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
-    return torch.cat(latents).float() * pipe.vae_scale
+def encode(pipe: NullFacePipe, images, callback: Callback = None) -> torch.Tensor:
+    """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32.
+    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
-def decode(pipe: NullFacePipe, latents: torch.Tensor) -> torch.Tensor:
-    """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents."""
-    z = latents.to(pipe.ready().device, pipe.dtype) / pipe.vae_scale
-    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
-    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+def decode(pipe: NullFacePipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents; ``callback`` as ``encode``'s."""
+    return pipe.vae_decode(latents, callback)
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
@@ -49,6 +44,7 @@ def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSetti
     """DDPM inversion of latents on the null path, keeping only the steps sampling will use (``seeds``: one
     noise seed per image instead of ``settings.seed`` for the batch)."""
     settings.validate()
+    pipe.ready(callback)
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
     return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip,
@@ -60,14 +56,7 @@ def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSetti
 def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None,
                   seeds: Sequence[int] | None = None) -> Inversion:
     """Encode and invert face images: one inversion per image of the batch."""
-    return invert_latents(pipe, encode(pipe, images), settings, callback, seeds)
-
-
-def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
-    """ArcFace embedding e of the chosen face of each image (an image without one is named in the error)."""
-    batch = to_nhwc(images)
-    arrays = [(im[..., :3].clamp(0, 1).numpy() * 255).round().astype(np.uint8) for im in batch]
-    return [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback, seeds)
 
 
 def identities_for(face_models: FaceModels, images, settings: NullFaceSettings,
@@ -87,6 +76,7 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
     h, w = inversion.image_size
     m = check_masks(masks, b, (h * 8, w * 8))
     m = None if m is None else latent_mask(m, (h, w), soft=settings.soft_mask).to(inversion.x0.device)
+    pipe.ready(callback)
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
                             null_scale=inversion.ip_adapter_scale)
     return sample_nullface(denoiser, inversion.x_start, inversion.zs, inversion.schedule, inversion.t_skip,
@@ -124,7 +114,7 @@ def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = Null
         raise InputError(f"{len(seeds)} seeds for {batch.shape[0]} images")
     inversion = invert_images(pipe, batch, settings, callback, seeds)
     latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
-    return decode(pipe, latents)
+    return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
@@ -140,81 +130,28 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
     mask_arr = None if all(m is None for m in masks) else np.stack(masks).astype(np.float32)
     out = anonymize_face(pipe, list(crops), settings, embeddings=list(embeddings), masks=mask_arr,
                          callback=callback, seeds=seeds)
-    return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
+    return list(to_uint8(out))
 
 
 def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
-                    audit=None, max_tries: int = 1, callback: Callback = None, crops_fn=None, escalate=None):
-    """The diffusion engine as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
+                    audit=None, max_tries: int = 1, callback: Callback = None):
+    """NullFace as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``
+    (``nullface.methods.anonymizer.crop_anonymizer``).
 
     Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
-    of one call run as one batch. A crop that carries ``embedding`` / ``seed_offset`` (a video track's)
-    uses that identity and the seed ``settings.seed + seed_offset`` (its noise and rotation do not depend
-    on the batch); other methods (``crops_fn``) get the embedding only. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
+    of one call run as one batch. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.privacy.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
-    Another method plugs in with ``crops_fn`` (``anonymize_crops``' signature) and its own ``escalate``.
-    ``callback`` gets the engine's per-UNet-call progress, plus ``{"phase": "expect", "work": n}`` when a
-    retry adds n image-steps (one inversion or denoising step of one image) to the work.
+    A crop that carries ``seed_offset`` (a video track's) uses the seed ``settings.seed + seed_offset`` for its
+    noise and rotation, whatever batch it runs in; others share the batch's seed as for a photo.
     """
-    from ...privacy.audit import DEFAULT_ESCALATION, audit_crops
-    anonymize_crops_ = crops_fn or anonymize_crops
-    if face_models is None or face_models.arcface is None:
-        raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
+    from ...privacy.audit import DEFAULT_ESCALATION
 
-    def run(image: np.ndarray, crops: list) -> list:
-        results: list = [None] * len(crops)
-        ok, vectors = [], []
-        for i, c in enumerate(crops):
-            try:
-                given = getattr(c, "embedding", None)
-                vectors.append(face_models.arcface.embed(image, c.face.kps) if given is None else given)
-                ok.append(i)
-            except Exception as exc:            # this face fails; the others go on
-                results[i] = exc
-
-        def seeds(ids, s):                       # per-face seeds (video tracks), else the batch's seed
-            offsets = [getattr(crops[i], "seed_offset", None) for i in ids]
-            if crops_fn is not None or all(o is None for o in offsets):
-                return {}
-            return {"seeds": [s.seed + (o or 0) for o in offsets]}
-
-        if ok:
-            outs = anonymize_crops_(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
-                                    settings, callback, **seeds(ok, settings))
-            for i, o in zip(ok, outs):
-                results[i] = o
-        if audit is None:
-            return results
-        vector = dict(zip(ok, vectors))
-        return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
-                           escalate=escalate or DEFAULT_ESCALATION, callback=callback,
-                           retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
-                                                               s, callback, **seeds([i], s))[0])
-
-    run.audits = []
-    run.embed = lambda image, face: face_models.arcface.embed(image, face.kps)   # a video track's identity
-    return run
-
-
-def crop_audit(recognizers):
-    """An audit for ``crop_anonymizer``: compares the original and anonymized crop of one face.
-
-    The face's box in the crop is its detected box carried by the crop's similarity transform (same
-    centre, scaled side, upright as the crop), so the recognizer sees the same framing as a detection
-    on the crop; both sides are measured with the same geometry (``nullface.privacy.audit.paired_geometry``).
-    """
-    from ...privacy.audit import audit_face
-    from ...faces.detect import DetectedFace
-
-    def audit(original: np.ndarray, result: np.ndarray, crop) -> object:
-        f = crop.face
-        x1, y1, x2, y2 = (float(v) for v in f.bbox)
-        centre = crop.to_crop(np.array([[(x1 + x2) / 2, (y1 + y2) / 2]]))[0]
-        scale = float(np.sqrt(abs(np.linalg.det(np.asarray(crop.matrix, np.float64)[:, :2]))))
-        hw, hh = (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
-        box = np.array([centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh], np.float32)
-        face = DetectedFace(box, f.score, crop.kps, crop.landmarks68, f.backend)   # the face in crop coordinates
-        return audit_face(original, result, face, recognizers)
-    return audit
+    def crops_fn(crops: list, vectors: list, s: NullFaceSettings) -> list:
+        offsets = [getattr(c, "seed_offset", None) for c in crops]
+        seeds = None if all(o is None for o in offsets) else [s.seed + (o or 0) for o in offsets]
+        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback,
+                               seeds)
+    return neutral_anonymizer(crops_fn, settings, DEFAULT_ESCALATION, identity=arcface_identity(face_models),
+                              audit=audit, max_tries=max_tries, callback=callback)
