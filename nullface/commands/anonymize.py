@@ -1,5 +1,7 @@
 """``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs.
 
+Videos (``.mp4 .mov .m4v .mkv .webm .avi``) are anonymized frame by frame with tracking (``commands/video.py``).
+
 Outputs mirror the inputs' folder structure under OUTDIR, as PNG by default (lossless: pixels outside the
 faces stay identical), and carry pixels only (no EXIF, no text chunks). ``OUTDIR/report.json`` records every
 file seen; a run resumes where the last one stopped (files recorded as done whose output exists are skipped).
@@ -21,7 +23,8 @@ from ..faces.imageio import read_image
 from .methods import METHODS, add_method_flags, build_anonymizer, method_settings, settings_classes
 from .options import detector_from_args
 from ..privacy.saving import save_image
-from .outputs import collect_inputs, output_name, write_json
+from .outputs import VIDEO_EXTS, collect_inputs, output_name, write_json
+from .video import process_video
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
 
 log = logging.getLogger("nullface")
@@ -96,7 +99,9 @@ def add_parser(sub) -> None:
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
+    from .video import add_arguments as add_video_arguments
     add_inpaint_arguments(p)
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -115,6 +120,9 @@ def check_arguments(args):
     from ..errors import InputError
     options = _options(args)
     method_settings(args)
+    if hasattr(args, "max_gap"):
+        from .video import video_options
+        video_options(args)
     if args.max_tries < 1:
         raise InputError(f"--max-tries must be >= 1 (the first try counts), got {args.max_tries}")
     if not (math.isfinite(args.audit_threshold) and args.audit_threshold >= 0):
@@ -287,7 +295,10 @@ def run(args, anonymizer=None, detector=None) -> int:
         for src, rel, out_rel in bar:
             key = str(rel)
             bar.set_postfix_str(key[-40:])
-            entry = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            if src.suffix.lower() in VIDEO_EXTS:
+                entry = process_video(src, key, outdir / out_rel, detector, anonymizer, options, args)
+            else:
+                entry = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
             if not absolute:                     # shareable: no folder of this machine in the report
                 entry["input"] = key
                 entry["output"] = None if entry["output"] is None else str(out_rel)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from ..privacy.saving import write_atomic
 
+from ..privacy.video_io import VIDEO_EXTS
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 
 
 SAME_KEEPS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}   # "same": a GIF is written as PNG
@@ -38,15 +41,15 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
 
     def other(f: Path, rel: Path) -> None:
         if skipped is not None and outside(f):
-            skipped.setdefault(str(f.resolve() if absolute else rel), f"not an image this command reads (extension '{f.suffix or 'none'}'; "
-                                       f"reads {' '.join(sorted(IMAGE_EXTS))})")
+            skipped.setdefault(str(f.resolve() if absolute else rel), f"not an image or video this command reads "
+                               f"(extension '{f.suffix or 'none'}'; reads {' '.join(sorted(MEDIA_EXTS))})")
 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file():
-                    if f.suffix.lower() in IMAGE_EXTS:
+                    if f.suffix.lower() in MEDIA_EXTS:
                         add(f, f.relative_to(path))
                     else:
                         other(f, f.relative_to(path))
@@ -65,7 +68,7 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
                     rel = mp.relative_to(base)
                 except ValueError:
                     rel = Path(mp.name)
-                if mp.is_file() and mp.suffix.lower() in IMAGE_EXTS:
+                if mp.is_file() and mp.suffix.lower() in MEDIA_EXTS:
                     add(mp, rel)
                 elif mp.is_file():
                     other(mp, rel)
@@ -73,7 +76,11 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
 
 
 def output_name(rel: Path, fmt: str) -> Path:
-    """Where the output of input ``rel`` goes under OUTDIR: same path, extension of the output format."""
+    """Where the output of input ``rel`` goes under OUTDIR: same path, extension of the output format (a
+    video keeps its container when it can hold the copied audio, else becomes .mkv)."""
+    if rel.suffix.lower() in VIDEO_EXTS:
+        from ..privacy.video_io import output_suffix
+        return rel.with_suffix(output_suffix(rel.suffix))
     if fmt == "same":
         return rel if rel.suffix.lower() in SAME_KEEPS else rel.with_suffix(".png")
     return rel.with_suffix("." + fmt)

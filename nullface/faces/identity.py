@@ -141,11 +141,14 @@ def negate_identity(embedding: np.ndarray, lambda_id: float = 1.0, max_angle: fl
 
 
 def negate_identities(embeddings: Sequence[FaceEmbedding | np.ndarray], lambda_id: float = 1.0,
-                      max_angle: float = 0.0, seed: int = 0) -> IdentityCondition:
-    """c_id for each image's embedding (image i uses seed + i for its rotation)."""
+                      max_angle: float = 0.0, seed: int = 0, seeds: Sequence[int] | None = None) -> IdentityCondition:
+    """c_id for each image's embedding (image i uses seed + i for its rotation, or ``seeds[i]`` when given)."""
     if len(embeddings) == 0:
         raise InputError("no identity embeddings were given")
-    rows = [negate_identity(e.vector if isinstance(e, FaceEmbedding) else e, lambda_id, max_angle, seed + i)
+    if seeds is not None and len(seeds) != len(embeddings):
+        raise InputError(f"{len(seeds)} seeds for {len(embeddings)} embeddings")
+    rows = [negate_identity(e.vector if isinstance(e, FaceEmbedding) else e, lambda_id, max_angle,
+                            seed + i if seeds is None else int(seeds[i]))
             for i, e in enumerate(embeddings)]
     return IdentityCondition(np.stack(rows), lambda_id, max_angle, seed)
 

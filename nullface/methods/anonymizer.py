@@ -20,10 +20,17 @@ CropsFn = Callable[[list, list, Any], list]
 
 
 def arcface_identity(face_models: FaceModels) -> Callable[[np.ndarray, Any], np.ndarray]:
-    """``f(image, crop) -> e``: the face's own ArcFace embedding, taken from the photo at its detected landmarks."""
+    """``f(image, crop) -> e``: the face's own ArcFace embedding, taken from the photo at its detected landmarks,
+    or the crop's fixed ``embedding`` when it carries one (a video track's). ``f.embed(image, face)`` embeds
+    a face (what ``nullface.privacy.video`` chooses a track's identity with)."""
     if face_models is None or face_models.arcface is None:
         raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
-    return lambda image, crop: face_models.arcface.embed(image, crop.face.kps)
+
+    def identity(image, crop):
+        given = getattr(crop, "embedding", None)
+        return face_models.arcface.embed(image, crop.face.kps) if given is None else given
+    identity.embed = lambda image, face: face_models.arcface.embed(image, face.kps)
+    return identity
 
 
 def crop_anonymizer(crops_fn: CropsFn, settings, escalate: Callable, *,
@@ -64,6 +71,7 @@ def crop_anonymizer(crops_fn: CropsFn, settings, escalate: Callable, *,
                            callback=callback, retry=lambda i, s: crops_fn([crops[i]], [condition[i]], s)[0])
 
     run.audits = []
+    run.embed = getattr(identity, "embed", None)   # a video track's identity (``nullface.privacy.video``)
     run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
     return run
 

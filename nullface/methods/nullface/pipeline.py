@@ -40,20 +40,23 @@ def decode(pipe: NullFacePipe, latents: torch.Tensor, callback: Callback = None)
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
-                   callback: Callback = None) -> Inversion:
-    """DDPM inversion of latents on the null path, keeping only the steps sampling will use."""
+                   callback: Callback = None, seeds: Sequence[int] | None = None) -> Inversion:
+    """DDPM inversion of latents on the null path, keeping only the steps sampling will use (``seeds``: one
+    noise seed per image instead of ``settings.seed`` for the batch)."""
     settings.validate()
     pipe.ready(callback)
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
-    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
+    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip,
+                  settings.seed if seeds is None else [int(v) for v in seeds],
                   batch=pick_inversion_batch(pipe.device, settings.inversion_batch), exact_last_step=settings.exact_last_step,
                   ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
 
 
-def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None) -> Inversion:
+def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None,
+                  seeds: Sequence[int] | None = None) -> Inversion:
     """Encode and invert face images: one inversion per image of the batch."""
-    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback, seeds)
 
 
 def identities_for(face_models: FaceModels, images, settings: NullFaceSettings,
@@ -83,10 +86,13 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
                    face_models: FaceModels | None = None,
                    embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
-                   masks=None, keep_masks=None, callback: Callback = None) -> torch.Tensor:
+                   masks=None, keep_masks=None, callback: Callback = None,
+                   seeds: Sequence[int] | None = None) -> torch.Tensor:
     """Anonymize aligned face images in one call; returns [B,H,W,3] float 0..1.
 
     The identity comes from ``embeddings`` (one per image) or is detected with ``face_models``.
+    ``seeds`` (one per image) gives each image its own inversion noise and identity rotation, the same
+    whatever batch it runs in (a video track's); by default the batch shares ``settings.seed``.
     ``masks`` (1 = anonymize, 0 = keep) or ``keep_masks`` (1 = keep visible) localize the change;
     neither anonymizes the whole image.
     """
@@ -103,16 +109,19 @@ def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = Null
     else:
         if len(embeddings) != batch.shape[0]:
             raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
-        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
-    inversion = invert_images(pipe, batch, settings, callback)
+        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed, seeds)
+    if seeds is not None and len(seeds) != batch.shape[0]:
+        raise InputError(f"{len(seeds)} seeds for {batch.shape[0]} images")
+    inversion = invert_images(pipe, batch, settings, callback, seeds)
     latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
     return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
                     masks: Sequence[np.ndarray | None], settings: NullFaceSettings,
-                    callback: Callback = None) -> list[np.ndarray]:
-    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask."""
+                    callback: Callback = None, seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask
+    (``seeds``: each crop's own seed, see ``anonymize_face``)."""
     if len(crops) == 0:
         return []
     if any(m is None for m in masks) and not all(m is None for m in masks):
@@ -120,7 +129,7 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
         masks = [np.ones(size, np.float32) if m is None else m for m in masks]
     mask_arr = None if all(m is None for m in masks) else np.stack(masks).astype(np.float32)
     out = anonymize_face(pipe, list(crops), settings, embeddings=list(embeddings), masks=mask_arr,
-                         callback=callback)
+                         callback=callback, seeds=seeds)
     return list(to_uint8(out))
 
 
@@ -134,10 +143,15 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.privacy.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
+    A crop that carries ``seed_offset`` (a video track's) uses the seed ``settings.seed + seed_offset`` for its
+    noise and rotation, whatever batch it runs in; others share the batch's seed as for a photo.
     """
     from ...privacy.audit import DEFAULT_ESCALATION
 
     def crops_fn(crops: list, vectors: list, s: NullFaceSettings) -> list:
-        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback)
+        offsets = [getattr(c, "seed_offset", None) for c in crops]
+        seeds = None if all(o is None for o in offsets) else [s.seed + (o or 0) for o in offsets]
+        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback,
+                               seeds)
     return neutral_anonymizer(crops_fn, settings, DEFAULT_ESCALATION, identity=arcface_identity(face_models),
                               audit=audit, max_tries=max_tries, callback=callback)
