@@ -28,7 +28,7 @@ from nullface.methods.revpers import pipeline as R  # noqa: E402
 from nullface.methods.revpers.settings import ReversePersonalizationSettings as RS  # noqa: E402
 from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
 from nullface.models.sd15 import attach_faceid  # noqa: E402
-from nullface.models.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, _tokenizers  # noqa: E402
+from nullface.models.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, sdxl_tokenizers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from anonymize_cost import faceid_random  # noqa: E402  (same shapes rule: 512 -> 4 x cross, LoRA rank 128)
@@ -60,7 +60,7 @@ def sdxl_random(device, dtype):
         te1 = CLIPTextModel(CLIPTextConfig.from_pretrained(str(CONFIG_DIR / "text_encoder")))
         te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(CONFIG_DIR / "text_encoder_2")))
     parts = [_randomize(m, device, dtype, i) for i, m in enumerate((unet, vae, te1, te2))]
-    tok, tok2 = _tokenizers()
+    tok, tok2 = sdxl_tokenizers()
     sched = EulerDiscreteScheduler.from_pretrained(str(CONFIG_DIR / "scheduler"))
     return StableDiffusionXLPipeline(unet=parts[0], vae=parts[1], text_encoder=parts[2], text_encoder_2=parts[3],
                                      tokenizer=tok, tokenizer_2=tok2, scheduler=sched)

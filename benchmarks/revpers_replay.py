@@ -33,7 +33,6 @@ def main(argv=None) -> int:
     ap.add_argument("--faces", type=int, default=1, help="faces inverted as one batch")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_sdxl(Path(tmp))

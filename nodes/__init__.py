@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 # Each module defines NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS for its own nodes.
-_MODULES = ("loaders", "method", "photo", "audit", "save", "native", "revpers", "inpaint")
+_MODULES = ("loaders", "method", "photo", "audit", "save", "native", "revpers", "inpaint", "video")
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -1,4 +1,5 @@
-"""What every NullFace node shares: type names, tensor conversion, and lazy ComfyUI hooks.
+"""What every NullFace node shares: type names, tensor conversion (``nullface.faces.imageio``), small helpers
+(mask fitting, batch size, releasing a pipe) and lazy ComfyUI hooks.
 
 Nothing here imports ComfyUI at module load: the pack imports and its tests run without it.
 """
@@ -10,7 +11,9 @@ import logging
 import numpy as np
 import torch
 
+from ..nullface.diffusion import masks as M
 from ..nullface.errors import Cancelled
+from ..nullface.faces.imageio import to_float, to_uint8
 
 log = logging.getLogger("nullface")
 
@@ -32,7 +35,7 @@ def images_to_numpy(images: torch.Tensor) -> list[np.ndarray]:
         images = images[None]
     if images.shape[0] == 0:
         raise ValueError("the image batch is empty")
-    arr = (images[..., :3].detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    arr = to_uint8(images[..., :3])
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return [np.ascontiguousarray(a) for a in arr]
@@ -40,7 +43,7 @@ def images_to_numpy(images: torch.Tensor) -> list[np.ndarray]:
 
 def numpy_to_images(arrays: list[np.ndarray]) -> torch.Tensor:
     """List of HxWx3 uint8 arrays (same size) -> ComfyUI IMAGE [B,H,W,3] float 0..1."""
-    return torch.from_numpy(np.stack([a.astype(np.float32) / 255.0 for a in arrays]))
+    return torch.from_numpy(to_float(np.stack(arrays)))
 
 
 def masks_to_numpy(masks: torch.Tensor | None, count: int) -> list[np.ndarray | None]:
@@ -53,6 +56,27 @@ def masks_to_numpy(masks: torch.Tensor | None, count: int) -> list[np.ndarray | 
     if arr.shape[0] not in (1, count):
         raise ValueError(f"got {arr.shape[0]} masks for {count} images: give one mask, or one per image")
     return [arr[i if arr.shape[0] > 1 else 0] for i in range(count)]
+
+
+def fit_mask(mask, inversion=None, image=None):
+    """A ComfyUI MASK resized to the image the method runs on (bilinear)."""
+    if mask is None:
+        return None
+    m = mask[None] if mask.ndim == 2 else mask
+    size = (inversion.image_size[0] * 8, inversion.image_size[1] * 8) if inversion is not None else \
+        tuple(image.shape[1:3])
+    return M.resize(m.float(), size)
+
+
+def image_count(image) -> int:
+    """Images in a ComfyUI IMAGE batch."""
+    return 1 if image.ndim == 3 else int(image.shape[0])
+
+
+def release_pipe(pipe):
+    """keep_loaded = False: give the memory back after the run (see NullFacePipe.release)."""
+    if not pipe.keep_loaded:
+        pipe.release()
 
 
 def check_interrupt() -> None:

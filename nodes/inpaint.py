@@ -6,10 +6,9 @@ from ..nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_
 from ..nullface.privacy.photo import PhotoOptions
 
 from . import _memory, _paths
-from ._common import (cancel_point, cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
-                      numpy_to_images, step_callback)
+from ._common import (cancel_point, cancellable, CATEGORY, FACE_MODELS, fit_mask, image_count, images_to_numpy,
+                      masks_to_numpy, numpy_to_images, release_pipe, step_callback)
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
-from .method import _count, _fit_mask, _release
 from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit, photo_batch
 from .widgets import keep_widget, widgets
 
@@ -83,9 +82,9 @@ class NullFaceInpaintAnonymize:
     @cancellable
     def anonymize(self, inpaint_pipe, image, mask, target, **kwargs):
         s = _settings(kwargs)
-        out = anonymize_inpaint(inpaint_pipe, image, _fit_mask(mask, image=image), target, s,
-                                callback=step_callback(s.work_per_face * _count(image)))
-        _release(inpaint_pipe)
+        out = anonymize_inpaint(inpaint_pipe, image, fit_mask(mask, image=image), target, s,
+                                callback=step_callback(s.work_per_face * image_count(image)))
+        release_pipe(inpaint_pipe)
         return (out,)
 
 
@@ -131,7 +130,7 @@ class NullFaceInpaintPhoto:
             arrays, masks_to_numpy(keep_mask, len(arrays)), face_models.detector, opts, s.work_per_face,
             lambda progress: inpaint_crop_anonymizer(inpaint_pipe, target, s, audit=audit,
                                                      max_tries=max(1, audit_tries), callback=progress))
-        _release(inpaint_pipe)
+        release_pipe(inpaint_pipe)
         return (numpy_to_images(outs), report, total)
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 
 from ..nullface.diffusion import masks as M
-from ..nullface.faces.identity import negate_identities
-from ..nullface.methods.nullface.pipeline import anonymize_face, decode, embed_images, invert_images, sample_latents
+from ..nullface.faces.identity import embed_images, negate_identities
+from ..nullface.methods.nullface.pipeline import anonymize_face, decode, invert_images, sample_latents
 from ..nullface.methods.nullface.settings import NullFaceSettings
 
-from ._common import CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, Progress, cancellable
+from ._common import (CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, Progress, cancellable, fit_mask,
+                      image_count, release_pipe)
 from .widgets import widget
 
 S = NullFaceSettings
@@ -97,8 +98,8 @@ class NullFaceInversion:
     @cancellable
     def invert(self, pipe, image, steps, t_skip, seed, ip_adapter_scale=D.ip_adapter_scale):
         s = NullFaceSettings(steps=steps, t_skip=t_skip, seed=seed, ip_adapter_scale=ip_adapter_scale).validate()
-        inv = invert_images(pipe, image, s, Progress(s.inversion_steps * _count(image)))
-        _release(pipe)
+        inv = invert_images(pipe, image, s, Progress(s.inversion_steps * image_count(image)))
+        release_pipe(pipe)
         return (inv,)
 
 
@@ -130,9 +131,9 @@ class NullFaceSampler:
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, prompt=prompt,
                              soft_mask=soft_mask).validate()
         progress = Progress(s.sample_steps * inversion.batch)
-        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion), progress)
+        latents = sample_latents(pipe, inversion, identity, s, fit_mask(mask, inversion), progress)
         images = decode(pipe, latents, progress)
-        _release(pipe)
+        release_pipe(pipe)
         # ComfyUI LATENTs are unscaled VAE latents
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
 
@@ -201,32 +202,11 @@ class NullFaceAnonymize:
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed, prompt=prompt,
                              max_angle=max_angle).validate()
-        total = (s.inversion_steps + s.sample_steps) * _count(image)
-        out = anonymize_face(pipe, image, s, face_models=face_models, masks=_fit_mask(mask, image=image),
+        total = (s.inversion_steps + s.sample_steps) * image_count(image)
+        out = anonymize_face(pipe, image, s, face_models=face_models, masks=fit_mask(mask, image=image),
                              callback=Progress(total))
-        _release(pipe)
+        release_pipe(pipe)
         return (out,)
-
-
-def _fit_mask(mask, inversion=None, image=None):
-    """A ComfyUI MASK resized to the image the method runs on (bilinear)."""
-    if mask is None:
-        return None
-    m = mask[None] if mask.ndim == 2 else mask
-    size = (inversion.image_size[0] * 8, inversion.image_size[1] * 8) if inversion is not None else \
-        tuple(image.shape[1:3])
-    return M.resize(m.float(), size)
-
-
-def _count(image) -> int:
-    """Images in a ComfyUI IMAGE batch."""
-    return 1 if image.ndim == 3 else int(image.shape[0])
-
-
-def _release(pipe):
-    """keep_loaded = False: give the memory back after the run (see NullFacePipe.release)."""
-    if not pipe.keep_loaded:
-        pipe.release()
 
 
 NODE_CLASS_MAPPINGS = {

@@ -10,13 +10,14 @@ from ..nullface.faces.crop import paste_face
 from ..nullface.privacy.photo import (PhotoOptions, anonymize_photos, as_rgb, detect_batch, photo_report, prepare_crop,
                                       select)
 from ..nullface.privacy.policy import no_face
-from ..nullface.methods.nullface.pipeline import crop_anonymizer, crop_audit
+from ..nullface.methods.anonymizer import crop_audit
+from ..nullface.methods.nullface.pipeline import crop_anonymizer
 from ..nullface.faces.regions import REGIONS, face_landmarks, image_region_mask, region_mask
 from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
-                      masks_to_numpy, numpy_to_images)
-from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
+                      masks_to_numpy, numpy_to_images, release_pipe)
+from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
 from .widgets import keep_widget
 
 CROPS = "NULLFACE_CROPS"
@@ -223,7 +224,7 @@ class NullFaceAnonymizePhoto:
             arrays, keeps, face_models.detector, opts, s.work_per_face,
             lambda progress: crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                              callback=progress))
-        _release(pipe)
+        release_pipe(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 
 

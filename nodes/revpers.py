@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from ..nullface.methods.revpers import pipeline as R
 from ..nullface.privacy.photo import PhotoOptions
-from ..nullface.methods.nullface.pipeline import embed_images
+from ..nullface.faces.identity import embed_images
 from ..nullface.methods.revpers.settings import ReversePersonalizationSettings as RS
 from ..nullface.models.sdxl import load_revpers_pipe
 
 from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
-from .method import _count, _release
 from .photo import NO_FACE, ON_FAILURE, photo_audit, photo_batch
-from ._common import (cancel_point, cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
-                      numpy_to_images, step_callback)
+from ._common import (cancel_point, cancellable, CATEGORY, EMBEDS, FACE_MODELS, image_count, images_to_numpy,
+                      masks_to_numpy, numpy_to_images, release_pipe, step_callback)
 from .widgets import keep_widget, widgets
 
 RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.models.sdxl.SDXLPipe)
@@ -78,8 +77,8 @@ class RevPersInversion:
     def invert(self, pipe, image, steps, skip, guidance_scale, ip_adapter_scale, seed):
         s = RS(steps=steps, skip=skip, guidance_scale=guidance_scale, ip_adapter_scale=ip_adapter_scale,
                seed=seed).validate()
-        inv = R.invert_images(pipe, image, s, step_callback(s.steps * _count(image)))
-        _release(pipe)
+        inv = R.invert_images(pipe, image, s, step_callback(s.steps * image_count(image)))
+        release_pipe(pipe)
         return (inv,)
 
 
@@ -111,7 +110,7 @@ class RevPersSampler:
         latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
                                       prompt, progress)
         images = R.decode(pipe, latents, progress)
-        _release(pipe)
+        release_pipe(pipe)
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
 
 
@@ -147,8 +146,8 @@ class RevPersAnonymize:
     def anonymize(self, pipe, face_models, image, **kw):
         s = _settings(**kw)
         out = R.anonymize_face(pipe, image, s, embeddings=embed_images(face_models, image),
-                               callback=step_callback(s.work_per_face * _count(image)))
-        _release(pipe)
+                               callback=step_callback(s.work_per_face * image_count(image)))
+        release_pipe(pipe)
         return (out,)
 
 
@@ -193,7 +192,7 @@ class RevPersAnonymizePhoto:
             arrays, keeps, face_models.detector, opts, s.work_per_face,
             lambda progress: R.crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
                                                callback=progress))
-        _release(pipe)
+        release_pipe(pipe)
         return (numpy_to_images(outs), report, total, ignored)
 
 

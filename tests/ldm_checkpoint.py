@@ -38,7 +38,7 @@ _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_ou
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _read_component(folder: Path, name: str) -> tuple[dict, dict]:
+def read_component(folder: Path, name: str) -> tuple[dict, dict]:
     """(config, state dict) of one component folder of a diffusers model."""
     from safetensors.torch import load_file
     sub = folder / name
@@ -185,7 +185,7 @@ def clip_to_ldm(sd: dict) -> dict:
     return out
 
 
-def _ddpm_buffers(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> dict:
+def ddpm_buffers(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> dict:
     """The 'scaled linear' noise schedule buffers the ldm LatentDiffusion module stores in its state dict."""
     betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, steps, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
@@ -203,14 +203,14 @@ def _ddpm_buffers(steps: int = 1000, beta_start: float = 0.00085, beta_end: floa
 def ldm_state_dict(diffusers_folder: str | Path) -> dict:
     """The complete original-layout state dict of a diffusers SD1.x folder."""
     folder = Path(diffusers_folder)
-    unet_cfg, unet_sd = _read_component(folder, "unet")
-    vae_cfg, vae_sd = _read_component(folder, "vae")
-    _, clip_sd = _read_component(folder, "text_encoder")
+    unet_cfg, unet_sd = read_component(folder, "unet")
+    vae_cfg, vae_sd = read_component(folder, "vae")
+    _, clip_sd = read_component(folder, "text_encoder")
     out = {}
     out.update({UNET_PREFIX + k: v for k, v in unet_to_ldm(unet_cfg, unet_sd).items()})
     out.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(vae_cfg, vae_sd).items()})
     out.update({CLIP_PREFIX + k: v for k, v in clip_to_ldm(clip_sd).items()})
-    out.update(_ddpm_buffers())
+    out.update(ddpm_buffers())
     return out
 
 

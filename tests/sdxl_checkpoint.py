@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from tests.ldm_checkpoint import (UNET_PREFIX, VAE_PREFIX, _ddpm_buffers, _read_component, clip_to_ldm,
+from tests.ldm_checkpoint import (UNET_PREFIX, VAE_PREFIX, ddpm_buffers, read_component, clip_to_ldm,
                                   unet_to_ldm, vae_to_ldm, write_checkpoint)
 
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
@@ -56,15 +56,15 @@ def openclip_to_ldm(sd: dict) -> dict:
 
 def sdxl_state_dict(diffusers_folder: str | Path) -> dict:
     folder = Path(diffusers_folder)
-    unet_cfg, unet_sd = _read_component(folder, "unet")
-    vae_cfg, vae_sd = _read_component(folder, "vae")
-    _, te1 = _read_component(folder, "text_encoder")
-    _, te2 = _read_component(folder, "text_encoder_2")
+    unet_cfg, unet_sd = read_component(folder, "unet")
+    vae_cfg, vae_sd = read_component(folder, "vae")
+    _, te1 = read_component(folder, "text_encoder")
+    _, te2 = read_component(folder, "text_encoder_2")
     out = {UNET_PREFIX + k: v for k, v in sdxl_unet_to_ldm(unet_cfg, unet_sd).items()}
     out.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(vae_cfg, vae_sd).items()})
     out.update({CLIP_L_PREFIX + k: v for k, v in clip_to_ldm(te1).items()})
     out.update({OPENCLIP_PREFIX + k: v for k, v in openclip_to_ldm(te2).items()})
-    out.update(_ddpm_buffers())
+    out.update(ddpm_buffers())
     return out
 
 

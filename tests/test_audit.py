@@ -294,7 +294,7 @@ def test_identical_images_score_zero_through_the_cli_audit(t1_image, t1_faces, a
     an unchanged face scores a distance of about 0 (it measured 0.03-0.26 when the anonymized side's
     landmarks were re-fitted in the rotated crop's hull while the original kept the detected ones)."""
     from nullface.faces.crop import crop_face
-    from nullface.methods.nullface.pipeline import crop_audit
+    from nullface.methods.anonymizer import crop_audit
     fake = _FakeArcFace()
     audit = crop_audit([dlib_rec, A.ArcFaceRecognizer(fake)])
     for image, face in [(astronaut, astro_face)] + [(t1_image, f) for f in t1_faces]:

@@ -18,7 +18,7 @@ from nullface.commands import anonymize as cmd
 from nullface.errors import InputError, ModelFileError
 from tests import faces_data as fd
 from tests.test_cli_anonymize import fake_run, parse
-from tests.test_saving import SECRET, _assert_clean, _gps_exif
+from tests.test_saving import SECRET, assert_clean, gps_exif
 
 
 @pytest.fixture
@@ -293,7 +293,7 @@ def test_truncated_model_through_the_cli_is_one_line(tiny, photo_dir, tmp_path, 
 def jpeg_dir(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()
-    Image.fromarray(astronaut).save(src / "p.jpg", quality=90, exif=_gps_exif(), comment=SECRET.encode())
+    Image.fromarray(astronaut).save(src / "p.jpg", quality=90, exif=gps_exif(), comment=SECRET.encode())
     Image.fromarray(astronaut).save(src / "q.png")
     _gif(src / "g.gif", [astronaut])
     return src
@@ -307,7 +307,7 @@ def test_default_png_keeps_every_pixel_outside_the_faces(jpeg_dir, tmp_path):
     after = np.asarray(Image.open(out / "p.png"))
     changed = np.any(before != after, -1)
     assert changed.any() and changed.mean() < 0.25 and not changed[:, 420:].any()   # only the faces changed
-    _assert_clean(out / "p.png")
+    assert_clean(out / "p.png")
 
 
 @pytest.mark.parametrize("fmt, names", [
@@ -320,7 +320,7 @@ def test_output_formats_carry_no_metadata(jpeg_dir, tmp_path, fmt, names):
     written = sorted(p.name for p in out.iterdir() if p.suffix != ".json")
     assert written == names
     for name in names:
-        _assert_clean(out / name)
+        assert_clean(out / name)
     report = json.loads((out / "report.json").read_text())
     assert report["files"]["p.jpg"]["output"] == names[1]                   # relative to OUTDIR
     assert fake_run(jpeg_dir, "-o", out, "--format", fmt, "--quality", "80") == 0   # resumes: all done

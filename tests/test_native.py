@@ -285,6 +285,7 @@ def test_ldm_block_names_comfyui_attention_blocks():
 def test_native_nodes_load_without_comfyui_and_refuse_an_unpatched_model():
     from tests.conftest import pack_module
     native = pack_module("nodes.native")                 # (no ComfyUI import at load: tests/test_packaging.py)
+    comfy_side = pack_module("nodes.native_comfy")
     for cls in native.NODE_CLASS_MAPPINGS.values():
         cls.INPUT_TYPES()
 
@@ -295,8 +296,8 @@ def test_native_nodes_load_without_comfyui_and_refuse_an_unpatched_model():
     with pytest.raises(ValueError, match="no NullFace FaceID patch"):
         native.NullFaceNativeInversion().invert(Model(), [], {"samples": torch.zeros(1, 4, 8, 8)}, 100, 70, 0)
     Model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)] = \
-        native.FaceIDAttention(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)
-    assert native.has_faceid(Model())
+        comfy_side.FaceIDAttention(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)
+    assert comfy_side.has_faceid(Model())
     delay = native.NullFaceGuiderNode.INPUT_TYPES()["required"]["mask_delay"][1]["default"]
     assert N.mask_delay_steps(delay, 30) == 10
     assert np.isclose(delay, 1 / 3, atol=1e-4)
@@ -372,11 +373,12 @@ def _patched_model(prediction):
     """A MODEL with NullFace's FaceID patch whose model_sampling has the given prediction type."""
     from tests.conftest import pack_module
     native = pack_module("nodes.native")
+    comfy_side = pack_module("nodes.native_comfy")
     sampling = type("ModelSamplingAdvanced", (ModelSamplingDiscrete, prediction), {})()
 
     class Model:
         load_device = torch.device("cpu")
-        model_options = {"transformer_options": {"patches_replace": {"attn2": {("input", 1, 0): native.FaceIDAttention(
+        model_options = {"transformer_options": {"patches_replace": {"attn2": {("input", 1, 0): comfy_side.FaceIDAttention(
             torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)}}}}
 
         def get_model_object(self, name):
@@ -441,10 +443,10 @@ def fake_samplers(monkeypatch):
                          "comfy.k_diffusion.sampling": kd_sampling}.items():
         monkeypatch.setitem(sys.modules, name, module)
     from tests.conftest import pack_module
-    native = pack_module("nodes.native")
-    native._classes.cache_clear()
+    comfy_side = pack_module("nodes.native_comfy")
+    comfy_side.comfy_classes.cache_clear()
     yield samplers
-    native._classes.cache_clear()
+    comfy_side.comfy_classes.cache_clear()
 
 
 def test_the_guider_refuses_a_core_sampler(fake_samplers):
@@ -455,5 +457,6 @@ def test_the_guider_refuses_a_core_sampler(fake_samplers):
     with pytest.raises(ValueError, match="SAMPLER of 'NullFace Inversion"):
         guider.sample(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), euler, TABLE[:3])
     inv = N.NativeInversion(x_start=torch.zeros(1, 4, 8, 8), zs=torch.zeros(2, 1, 4, 8, 8), sigmas=TABLE[:3], seed=0)
-    replay = native._classes()["ReplaySampler"](inv)
+    from tests.conftest import pack_module
+    replay = pack_module("nodes.native_comfy").comfy_classes()["ReplaySampler"](inv)
     assert guider.sample(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), replay, TABLE[:3]) == ("sampled with", replay)

@@ -140,8 +140,8 @@ def test_cancel_stops_within_one_step(monkeypatch, pack, tiny, face_models, imag
         if len(calls) == 3:
             raise Interrupted()
 
-    monkeypatch.setattr(_common, "check_interrupt", interrupt)
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
+    monkeypatch.setattr(_common, "check_interrupt", interrupt)       # (the loader polls it too)
     counted = []
     h = pipe.unet.register_forward_pre_hook(lambda m, a: counted.append(a[0].shape[0]))
     try:

@@ -98,7 +98,7 @@ def test_zero_guidance_would_ignore_the_identity(xl, face):
     inv = R.invert_latents(xl, x0, FEW)
     den = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), unit(1), 0.0, 1.0, (SIZE, SIZE))
     null = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), None, 0.0, 1.0, (SIZE, SIZE))
-    x, t = inv.dpm.x_start, inv.dpm.schedule.timesteps[0]
+    x, t = inv.dpm.x_start, inv.dpm.schedule.timesteps[0].reshape(1)
     assert torch.equal(den(x, t), null(x, t)) and den.evals == 1
 
 

@@ -52,7 +52,7 @@ def webp_chunks(data: bytes) -> list[str]:
     return out
 
 
-def _gps_exif() -> Image.Exif:
+def gps_exif() -> Image.Exif:
     exif = Image.Exif()
     exif[0x010F] = "SpyCam"                     # Make
     exif[0x013B] = SECRET                       # Artist
@@ -69,14 +69,14 @@ def leaky_sources(tmp_path_factory, astronaut):
     """A JPEG with EXIF GPS + comment and a PNG with text, iTXt, zTXt and EXIF, named after a person."""
     folder = tmp_path_factory.mktemp("src")
     jpg = folder / "alice_smith_home.jpg"
-    Image.fromarray(astronaut).save(jpg, quality=90, exif=_gps_exif(), comment=SECRET.encode())
+    Image.fromarray(astronaut).save(jpg, quality=90, exif=gps_exif(), comment=SECRET.encode())
     info = PngImagePlugin.PngInfo()
     info.add_text("workflow", '{"file": "alice_smith_home.jpg"}')
     info.add_text("prompt", SECRET)
     info.add_itxt("Description", SECRET)
     info.add_text("Comment", SECRET, zip=True)
     png = folder / "alice_smith_home.png"
-    Image.fromarray(astronaut).save(png, pnginfo=info, exif=_gps_exif())
+    Image.fromarray(astronaut).save(png, pnginfo=info, exif=gps_exif())
     # make sure the sources really carry what must not leak
     assert Image.open(jpg).getexif().get_ifd(0x8825)
     assert "workflow" in Image.open(png).info
@@ -84,7 +84,7 @@ def leaky_sources(tmp_path_factory, astronaut):
     return jpg, png
 
 
-def _assert_clean(path: Path) -> None:
+def assert_clean(path: Path) -> None:
     data = path.read_bytes()
     assert SECRET.encode() not in data and b"alice" not in data.lower() and b"GPS" not in data
     with Image.open(path) as im:
@@ -111,7 +111,7 @@ def _assert_clean(path: Path) -> None:
 def test_saved_file_has_no_metadata(tmp_path, astronaut, fmt):
     path = saving.save_clean(astronaut, tmp_path, fmt=fmt)
     assert path.name == f"anonymized_00001.{saving.normalize_format(fmt)}"
-    _assert_clean(path)
+    assert_clean(path)
     back = np.asarray(Image.open(path).convert("RGB"))
     assert back.shape == astronaut.shape
     if fmt == "png":
@@ -126,7 +126,7 @@ def test_source_metadata_does_not_leak(tmp_path, leaky_sources, fmt):
         with Image.open(source) as im:
             im.load()
             path = saving.save_clean(im, tmp_path, fmt=fmt, quality=80)
-        _assert_clean(path)
+        assert_clean(path)
         assert "alice" not in path.name
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"anonymized_00001.{fmt}", f"anonymized_00002.{fmt}"]
 

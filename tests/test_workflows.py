@@ -42,6 +42,12 @@ CORE_NODES = {
                   "output": ("LATENT",), "output_name": ("LATENT",), "output_node": False, "display": "VAE Encode"},
     "VAEDecode": {"input": {"required": {"samples": ("LATENT",), "vae": ("VAE",)}},
                   "output": ("IMAGE",), "output_name": ("IMAGE",), "output_node": False, "display": "VAE Decode"},
+    # comfy_extras/nodes_video.py, V3 schema (io.Video = VIDEO, io.Audio = AUDIO)
+    "LoadVideo": {"input": {"required": {"file": (["<files in ComfyUI/input>"], {"video_upload": True})}},
+                  "output": ("VIDEO",), "output_name": ("VIDEO",), "output_node": False, "display": "Load Video"},
+    "GetVideoComponents": {"input": {"required": {"video": ("VIDEO",)}}, "output": ("IMAGE", "AUDIO", "FLOAT"),
+                           "output_name": ("images", "audio", "fps"), "output_node": False,
+                           "display": "Get Video Components"},
     # comfy_extras/nodes_custom_sampler.py, V3 schema (io.Noise = NOISE, io.Guider = GUIDER, ...)
     "DisableNoise": {"input": {"required": {}}, "output": ("NOISE",), "output_name": ("NOISE",), "output_node": False,
                      "display": "DisableNoise"},
@@ -52,7 +58,7 @@ CORE_NODES = {
                               "output_node": False, "display": "SamplerCustomAdvanced"},
 }
 # Combo inputs whose options are the files installed in ComfyUI: any non-empty string is accepted.
-FILE_COMBOS = {("LoadImage", "image"), ("NullFacePipeLoader", "checkpoint"), ("NullFacePipeLoader", "faceid"),
+FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("NullFacePipeLoader", "checkpoint"), ("NullFacePipeLoader", "faceid"),
                ("NullFaceFaceModelsLoader", "model_pack"), ("NullFaceInpaintLoader", "checkpoint"),
                ("NullFaceInpaintLoader", "feature_extractor"), ("CheckpointLoaderSimple", "ckpt_name"),
                ("NullFaceApplyFaceID", "faceid")}
@@ -124,7 +130,8 @@ def ui_widget_values(node: dict, spec: dict, problems: list[str]) -> dict:
     """The node's widget values by input name, checking count and types as the frontend reads them."""
     where = f"node {node.get('id')} ({node.get('type')})"
     values = list(node.get("widgets_values") or [])
-    expected = sum(1 + _has_control(i) + bool(i["opts"].get("image_upload")) for i in spec["inputs"] if i["widget"])
+    expected = sum(1 + _has_control(i) + bool(i["opts"].get("image_upload") or i["opts"].get("video_upload"))
+                   for i in spec["inputs"] if i["widget"])
     if len(values) != expected:
         problems.append(f"{where}: {len(values)} widget values, the node has {expected} widgets")
         return {}
@@ -138,7 +145,7 @@ def ui_widget_values(node: dict, spec: dict, problems: list[str]) -> dict:
             problems.append(f"{where}: {why}")
         if _has_control(inp) and (control := next(it)) not in CONTROL_VALUES:
             problems.append(f"{where}: control_after_generate of {inp['name']} is {control!r}")
-        if inp["opts"].get("image_upload") and (upload := next(it)) != "image":
+        if (inp["opts"].get("image_upload") or inp["opts"].get("video_upload")) and (upload := next(it)) != "image":
             problems.append(f"{where}: the upload widget of {inp['name']} stores {upload!r}, expected 'image'")
     return by_name
 
@@ -394,8 +401,9 @@ def test_no_example_writes_the_original_unless_the_user_unmutes_it(path):
     """What runs saves only through the metadata-free save node; a preview (which writes its images, the
     workflow and the input's file name into ComfyUI's temp/) is muted, in a group saying so."""
     api = _read(WORKFLOWS / "api" / path.name)
-    outputs = {n["class_type"] for n in api.values()} & {"PreviewImage", "SaveImage", "NullFaceSaveAnonymized"}
-    assert outputs == {"NullFaceSaveAnonymized"}, path.name
+    outputs = {n["class_type"] for n in api.values()} & {"PreviewImage", "SaveImage", "NullFaceSaveAnonymized",
+                                                          "NullFaceSaveAnonymizedVideo", "SaveVideo"}
+    assert outputs in ({"NullFaceSaveAnonymized"}, {"NullFaceSaveAnonymizedVideo"}), path.name
     ui = _read(path)
     for n in ui["nodes"]:
         if n["type"] in ("PreviewImage", "SaveImage"):

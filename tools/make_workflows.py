@@ -44,6 +44,7 @@ GROUP_IMAGE = "group.jpg"
 INPAINT_CHECKPOINT = "sd-v1-5-inpainting.ckpt"
 FARL = "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"
 TARGET_IMAGE = "target_face.png"
+VIDEO_FILE = "clip.mp4"
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = ("seed", "noise_seed")      # the frontend adds "control after generate" after these INTs
@@ -69,6 +70,11 @@ CORE_NODES: dict[str, dict[str, Any]] = {
                   "output": ("LATENT",), "output_name": ("LATENT",), "display": "VAE Encode"},
     "VAEDecode": {"input": {"required": {"samples": ("LATENT",), "vae": ("VAE",)}},
                   "output": ("IMAGE",), "output_name": ("IMAGE",), "display": "VAE Decode"},
+    # comfy_extras/nodes_video.py (V3 schema: io.Video = VIDEO, io.Audio = AUDIO; the upload combo says video_upload)
+    "LoadVideo": {"input": {"required": {"file": ([VIDEO_FILE], {"video_upload": True})}},
+                  "output": ("VIDEO",), "output_name": ("VIDEO",), "display": "Load Video"},
+    "GetVideoComponents": {"input": {"required": {"video": ("VIDEO",)}}, "output": ("IMAGE", "AUDIO", "FLOAT"),
+                           "output_name": ("images", "audio", "fps"), "display": "Get Video Components"},
     # comfy_extras/nodes_custom_sampler.py (V3 schema: the node id is the display name)
     "DisableNoise": {"input": {"required": {}}, "output": ("NOISE",), "output_name": ("NOISE",),
                      "display": "DisableNoise"},
@@ -265,8 +271,8 @@ def widgets_values(node: Node) -> list:
         values.append(widget_value(node, inp))
         if inp.has_control:
             values.append("fixed")            # keep the seed: reproducible examples
-        if inp.opts.get("image_upload"):
-            values.append("image")            # LoadImage's upload button
+        if inp.opts.get("image_upload") or inp.opts.get("video_upload"):
+            values.append("image")            # LoadImage's / LoadVideo's upload button
     return values
 
 
@@ -310,7 +316,7 @@ def node_size(node: Node) -> list[int]:
     widgets = 0
     for inp in spec.widgets:
         widgets += 4 if inp.opts.get("multiline") else 1
-        widgets += 1 if inp.has_control or inp.opts.get("image_upload") else 0
+        widgets += 1 if inp.has_control or inp.opts.get("image_upload") or inp.opts.get("video_upload") else 0
     return [width, 10 + slots * SLOT_H + widgets * WIDGET_H + extra]
 
 
@@ -598,8 +604,24 @@ def native_full_face(specs) -> Graph | None:
     return _save_and_compare(g, img["IMAGE"], out["IMAGE"], "anonymized_native")
 
 
+def video(specs) -> Graph | None:
+    """Core Load Video -> Get Video Components -> NullFace Anonymize Video -> Save Anonymized Video (+ audio)."""
+    if "NullFaceAnonymizeVideo" not in specs:
+        return None
+    g = Graph("nullface_video", specs)
+    clip = g.add("LoadVideo", "Load a video", file=VIDEO_FILE)
+    parts = g.add("GetVideoComponents", video=clip["VIDEO"])
+    pipe, fm = _models(g)
+    out = g.add("NullFaceAnonymizeVideo", "Anonymize every face of every frame (tracked: one new face per person)",
+                pipe=pipe["pipe"], face_models=fm["face_models"], frames=parts["images"], keep="eyes,mouth",
+                on_failure="error", on_no_face="error")
+    g.add("NullFaceSaveAnonymizedVideo", "Save anonymized video (no metadata, audio kept)", frames=out["frames"],
+          fps=parts["fps"], audio=parts["audio"], filename_prefix="anonymized_video")
+    return g
+
+
 WORKFLOWS = (full_face, keep_eyes_mouth, lambda_sweep, attribute_prompt, group_photo, native_full_face,
-             revpers_attribute, inpaint_attribute_guidance)
+             revpers_attribute, inpaint_attribute_guidance, video)
 
 
 def build(specs: dict[str, NodeSpec] | None = None) -> dict[str, tuple[dict, dict]]:

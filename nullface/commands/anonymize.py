@@ -1,5 +1,7 @@
 """``python -m nullface anonymize INPUT... -o OUTDIR``: anonymize every face in files, folders and globs.
 
+Videos (``.mp4 .mov .m4v .mkv .webm .avi``) are anonymized frame by frame with tracking (``commands/video.py``).
+
 Outputs mirror the inputs' folder structure under OUTDIR, as PNG by default (lossless: pixels outside the
 faces stay identical), and carry pixels only (no EXIF, no text chunks). ``OUTDIR/report.json`` records every
 file seen; a run resumes where the last one stopped (files recorded as done whose output exists are skipped).
@@ -18,8 +20,9 @@ from pathlib import Path
 
 from .methods import METHODS, add_method_flags, build_anonymizer, method_settings, settings_classes
 from .options import detector_from_args
-from .outputs import collect_inputs, output_name, write_json
+from .outputs import VIDEO_EXTS, collect_inputs, output_name, write_json
 from .process import process_files, shareable
+from .video import process_video
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
 
 log = logging.getLogger("nullface")
@@ -102,6 +105,7 @@ def add_parser(sub) -> None:
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
+    from .video import add_arguments as add_video_arguments
     add_inpaint_arguments(p)
     r = p.add_argument_group("datasets on Ray Data (pip install 'comfyui-nullface[ray]'; docs/scale.md)")
     r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -110,6 +114,7 @@ def add_parser(sub) -> None:
                         "(e.g. ray://head:10001 or auto) joins that cluster. Resume and the report as without it")
     r.add_argument("--ray-workers", type=int, default=0,
                    help="workers with --ray (default: one per GPU of the cluster, else 1)")
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -128,6 +133,9 @@ def check_arguments(args):
     from ..errors import InputError
     options = _options(args)
     method_settings(args)
+    if hasattr(args, "max_gap"):
+        from .video import video_options
+        video_options(args)
     if args.max_tries < 1:
         raise InputError(f"--max-tries must be >= 1 (the first try counts), got {args.max_tries}")
     if not (math.isfinite(args.audit_threshold) and args.audit_threshold >= 0):
@@ -178,6 +186,20 @@ def _comparable(key: str, value):
     return Path(value).name if key in PATH_OPTIONS and isinstance(value, str) and value else value
 
 
+def _groups(plan: list, size: int) -> list:
+    """Consecutive files in groups of up to ``size`` photos; each video alone."""
+    groups, photos = [], []
+    for item in plan:
+        if item[0].suffix.lower() in VIDEO_EXTS:
+            groups.append([item])
+        else:
+            photos.append(item)
+            if len(photos) == size:
+                groups.append(photos)
+                photos = []
+    return groups + ([photos] if photos else [])
+
+
 def _engine(args, anonymizer=None, detector=None):
     """A zero-argument loader of (anonymizer, detector): the injected ones, or the method's models."""
     if anonymizer is None:
@@ -207,6 +229,9 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
         return 2
     others: dict[str, str] = {}
     absolute = getattr(args, "absolute_paths", False)
+
+    def shown(path: Path) -> str:                # an input named outside its input root's relative path
+        return str(Path(path).resolve()) if absolute else os.path.relpath(path)
     files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
     current = report_options(args, absolute)
@@ -235,12 +260,12 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
         out_rel = output_name(rel, fmt)
         problem = output_problem(outdir, out_rel)
         if problem is None and str(out_rel) in outputs and outputs[str(out_rel)] != src:
-            problem = (f"its output {out_rel} is already written from {outputs[str(out_rel)]}: "
+            problem = (f"its output {out_rel} is already written from {shown(outputs[str(out_rel)])}: "
                        "rename one of them, run them separately or choose another --format")
         if problem:
             if not absolute:
                 problem = problem.replace(str(outdir / out_rel), str(out_rel)).replace(str(src), str(rel))
-            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
+            refused[shown(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
                 error_entry(src.resolve() if absolute else rel, problem)
         else:
             outputs[str(out_rel)] = src
@@ -267,13 +292,17 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
     per_group = options.batch if getattr(anonymizer, "many_images", False) else 1
     bar = tqdm(total=len(plan), desc="anonymize", unit="file", file=sys.stderr, disable=None)
     try:
-        for start in range(0, len(plan), per_group):
-            part = plan[start:start + per_group]
-            group = [(src, str(rel), outdir / out_rel) for src, rel, out_rel in part]
-            bar.set_postfix_str(group[-1][1][-40:])
-            for (src, rel, out_rel), entry in zip(part, process_files(group, detector, anonymizer, options, quality)):
+        for part in _groups(plan, per_group):
+            src0, rel0, out0 = part[0]
+            bar.set_postfix_str(str(rel0)[-40:])
+            if src0.suffix.lower() in VIDEO_EXTS:            # a video alone, in chunks of frames
+                done_part = [process_video(src0, str(rel0), outdir / out0, detector, anonymizer, options, args)]
+            else:
+                done_part = process_files([(s, str(r), outdir / o) for s, r, o in part], detector, anonymizer,
+                                          options, quality)
+            for (src, rel, out_rel), entry in zip(part, done_part):
                 entries[str(rel)] = entry if absolute else shareable(entry, src, str(rel), out_rel)
-            bar.update(len(group))
+            bar.update(len(part))
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 # Each command lives in nullface/commands/<name>.py with add_parser(subparsers) and run(args) -> int.
@@ -22,11 +23,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; Ctrl-C at any moment (the parser's imports too) ends in one line and exit 130."""
+    pressed = []
+
+    def stop(signum, frame):                   # recorded: during a C extension's import an interrupt can
+        pressed.append(signum)                 # surface as another exception (numpy: an ImportError)
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGINT, stop)
+    except ValueError:                         # not the main thread: Python's own handler stays
+        previous = None
     try:
         return _main(argv)
-    except KeyboardInterrupt:                  # e.g. while the models load; finished files are kept
-        print("interrupted", file=sys.stderr)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if not (pressed or isinstance(exc, KeyboardInterrupt)):
+            raise
+        print("interrupted", file=sys.stderr)  # e.g. while the models load; finished files are kept
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _main(argv: list[str] | None) -> int:

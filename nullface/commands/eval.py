@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..privacy.audit import DlibLandmarker, default_detector
     from ..errors import NullFaceError
     from ..privacy.evaluate import contact_sheet, evaluate_folders, format_table, write_csv
+    from ..privacy.saving import write_atomic
 
     if not 32 <= args.thumb <= 512 or args.max_rows < 0 or not 0 <= args.margin <= 2 or args.amplify <= 0:
         print("error: --thumb must be 32..512, --max-rows >= 0, --margin 0..2 and --amplify > 0")
@@ -91,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
     outdir.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(outdir / "eval.csv", report.results, report.summary)
-    (outdir / "eval.json").write_text(json.dumps(
+    write_atomic(outdir / "eval.json", json.dumps(
         {"summary": report.summary.to_dict(), "pairs": [r.to_dict() for r in report.results]},
-        indent=1, allow_nan=False), encoding="utf-8")
+        indent=1, allow_nan=False).encode("utf-8"))
     print(format_table(report.summary))
     print(f"wrote {csv_path} and {outdir / 'eval.json'}")
     if sheet is not None:

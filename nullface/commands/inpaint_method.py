@@ -52,6 +52,6 @@ def build_anonymizer(args):
     audit = None
     if args.audit:
         from ..privacy.audit import make_recognizers
-        from ..methods.nullface.pipeline import crop_audit
+        from ..methods.anonymizer import crop_audit
         audit = crop_audit(make_recognizers(threshold=args.audit_threshold))
     return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector

@@ -111,7 +111,7 @@ def build_anonymizer(args):
     """
     from ..errors import InputError
     from ..faces.identity import load_face_models
-    from ..methods.nullface.pipeline import crop_audit
+    from ..methods.anonymizer import crop_audit
     method = METHODS[getattr(args, "method", "nullface")]
     if method.build is not None:
         return method.build(args)

@@ -1,14 +1,16 @@
-"""The CLI's files: inputs from files, folders and globs, output names, and pixels-only atomic writes."""
+"""The CLI's files: inputs from files, folders and globs, output names, and the JSON report's atomic write."""
 from __future__ import annotations
 
 import glob
 import json
-import os
 from pathlib import Path
 
-import numpy as np
+from ..privacy.saving import write_atomic
+
+from ..privacy.video_io import VIDEO_EXTS
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 
 
 SAME_KEEPS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}   # "same": a GIF is written as PNG
@@ -39,15 +41,15 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
 
     def other(f: Path, rel: Path) -> None:
         if skipped is not None and outside(f):
-            skipped.setdefault(str(f.resolve() if absolute else rel), f"not an image this command reads (extension '{f.suffix or 'none'}'; "
-                                       f"reads {' '.join(sorted(IMAGE_EXTS))})")
+            skipped.setdefault(str(f.resolve() if absolute else rel), f"not an image or video this command reads "
+                               f"(extension '{f.suffix or 'none'}'; reads {' '.join(sorted(MEDIA_EXTS))})")
 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file():
-                    if f.suffix.lower() in IMAGE_EXTS:
+                    if f.suffix.lower() in MEDIA_EXTS:
                         add(f, f.relative_to(path))
                     else:
                         other(f, f.relative_to(path))
@@ -66,7 +68,7 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
                     rel = mp.relative_to(base)
                 except ValueError:
                     rel = Path(mp.name)
-                if mp.is_file() and mp.suffix.lower() in IMAGE_EXTS:
+                if mp.is_file() and mp.suffix.lower() in MEDIA_EXTS:
                     add(mp, rel)
                 elif mp.is_file():
                     other(mp, rel)
@@ -74,39 +76,16 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
 
 
 def output_name(rel: Path, fmt: str) -> Path:
-    """Where the output of input ``rel`` goes under OUTDIR: same path, extension of the output format."""
+    """Where the output of input ``rel`` goes under OUTDIR: same path, extension of the output format (a
+    video keeps its container when it can hold the copied audio, else becomes .mkv)."""
+    if rel.suffix.lower() in VIDEO_EXTS:
+        from ..privacy.video_io import output_suffix
+        return rel.with_suffix(output_suffix(rel.suffix))
     if fmt == "same":
         return rel if rel.suffix.lower() in SAME_KEEPS else rel.with_suffix(".png")
     return rel.with_suffix("." + fmt)
 
 
-def save_image(image: np.ndarray, target: Path, quality: int = 95) -> None:
-    """Pixels only (no EXIF, ICC or text), in the format of ``target``'s extension, atomically: a hidden
-    temp file in the same folder, then rename. Nothing half-written is left behind, whatever interrupts it.
-    JPEG and BMP have no alpha channel: an RGBA image loses its alpha there."""
-    from ..privacy.saving import save_options, strip_to_pixels
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ext = target.suffix.lower()
-    opts = {".bmp": {"format": "BMP"}, ".tif": {"format": "TIFF"}, ".tiff": {"format": "TIFF"}}.get(ext) \
-        or save_options(ext, quality)
-    img = strip_to_pixels(image)
-    if opts["format"] in ("JPEG", "BMP") and img.mode == "RGBA":
-        img = img.convert("RGB")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            img.save(fh, **opts)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``data`` as indented JSON at ``path``, written atomically (``nullface.privacy.saving.write_atomic``)."""
+    write_atomic(path, json.dumps(data, indent=2).encode())

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..faces.imageio import read_image
-from .outputs import save_image
+from ..privacy.saving import save_image
 
 log = logging.getLogger("nullface")
 

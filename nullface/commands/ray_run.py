@@ -25,16 +25,23 @@ WORKER_RETRIES = 3          # a worker that dies is restarted and its group retr
 class FileWorker:
     """One Ray actor: the models loaded once (``engine()``), then groups of files through ``process_files``."""
 
-    def __init__(self, engine, options, quality: int):
+    def __init__(self, engine, options, quality: int, args):
         self.anonymizer, self.detector = engine()
-        self.options, self.quality = options, quality
+        self.options, self.quality, self.args = options, quality, args
 
     def __call__(self, batch: dict) -> dict:
+        from .outputs import VIDEO_EXTS
         from .process import process_files
+        from .video import process_video
         group = [(Path(s), str(k), Path(t)) for s, k, t in zip(batch["src"], batch["key"], batch["target"])]
-        entries = process_files(group, self.detector, self.anonymizer, self.options, self.quality)
+        photos = [g for g in group if g[0].suffix.lower() not in VIDEO_EXTS]
+        done = dict(zip([k for _, k, _ in photos],
+                        process_files(photos, self.detector, self.anonymizer, self.options, self.quality)))
+        for src, key, target in group:                 # a video alone, in chunks of frames
+            if key not in done:
+                done[key] = process_video(src, key, target, self.detector, self.anonymizer, self.options, self.args)
         return {"key": np.array([k for _, k, _ in group], dtype=object),
-                "entry": np.array([json.dumps(e) for e in entries], dtype=object)}
+                "entry": np.array([json.dumps(done[k]) for _, k, _ in group], dtype=object)}
 
 
 def _connect(address: str):
@@ -71,7 +78,7 @@ def run_on_ray(args, plan, outdir: Path, options, quality: int, report: dict, en
     log.info("Ray: %d file(s) on %d worker(s) (%s)", len(rows), workers,
              f"{gpus} GPU(s)" if gpus else f"{per_worker_cpus} CPU(s) each")
     ds = ray.data.from_items(rows).map_batches(
-        FileWorker, fn_constructor_kwargs={"engine": engine, "options": options, "quality": quality},
+        FileWorker, fn_constructor_kwargs={"engine": engine, "options": options, "quality": quality, "args": args},
         batch_size=max(1, options.batch), batch_format="numpy", concurrency=workers,
         num_gpus=1 if gpus else 0, num_cpus=per_worker_cpus,
         max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)

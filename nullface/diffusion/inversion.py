@@ -7,7 +7,8 @@ every UNet call (progress, and the place where a caller can stop the run).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
+
 
 import torch
 
@@ -26,7 +27,7 @@ class Inversion:
     zs: torch.Tensor          # [T - T_skip, B,4,h,w] z_k in sampling order; the last is 0 (as the reference)
     schedule: Schedule
     t_skip: int
-    seed: int
+    seed: int | Sequence[int]
     ip_adapter_scale: float   # scale the null path was evaluated with; the sampler's null path reuses it
     image_size: tuple[int, int]
     unet_evals: int = 0
@@ -44,24 +45,27 @@ class Inversion:
         return int(self.x0.shape[0])
 
 
-def sample_noisy_latents(x0: torch.Tensor, schedule: Schedule, first: int, seed: int) -> dict[int, torch.Tensor]:
+def sample_noisy_latents(x0: torch.Tensor, schedule: Schedule, first: int,
+                         seed: int | Sequence[int]) -> dict[int, torch.Tensor]:
     """x_k = sqrt(ᾱ) x0 + sqrt(1-ᾱ) n_k with independent n_k, for k = T-1 down to ``first``.
 
     Drawn on the CPU from ``seed`` in the reference's order (the step nearest x0 first), per image
-    (``image_noise``), so the same seed gives the same noise on every device and in any batch.
+    (``image_noise``), so the same seed gives the same noise on every device and in any batch. ``seed`` may
+    be one seed per image (the same forward noise for every frame of a video track, whatever batch it runs in).
     """
     steps = list(range(schedule.steps - 1, first - 1, -1))
     noise = image_noise(tuple(x0.shape), len(steps), seed)
     return {k: noisy(x0, n.to(x0.device), schedule.abar[k].to(x0.device)) for k, n in zip(steps, noise)}
 
 
-def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip: int, seed: int = 0, *,
+def invert(eps_null: NullDenoiser, x0: torch.Tensor, schedule: Schedule, t_skip: int,
+           seed: int | Sequence[int] = 0, *,
            batch: int = 1, exact_last_step: bool = False, ip_adapter_scale: float = 1.0,
            callback: Optional[Callable[[dict], None]] = None) -> Inversion:
     """Edit-friendly DDPM inversion of latents ``x0`` [B,4,h,w], keeping only steps k >= T_skip.
 
     For each kept step k:  ε_k = ε(x_k, t_k, ∅),  μ_k = μ_t(x_k, ε_k),  z_k = (x_{k+1} - μ_k) / σ_k,
-    with x_T = x0. The last step's z is 0 as in the reference (``exact_last_step`` inverts it too).
+    with x_T = x0 (``seed``: one, or one per image, see ``sample_noisy_latents``). The last step's z is 0 as in the reference (``exact_last_step`` inverts it too).
     ``batch``: UNet evaluations per call (several steps share a call); the result does not depend on it.
     ``callback(info)`` runs after each UNet call with ``info = {"phase": "invert", "done": steps inverted
     so far, "total": steps to invert, "steps": steps this call inverted, "batch": images}``.

@@ -9,6 +9,7 @@ import math
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -74,16 +75,19 @@ def posterior_mean(x_t: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, aba
     return abar_prev.sqrt() * x0_pred + (1 - abar_prev - sigma ** 2).sqrt() * eps
 
 
-def image_noise(shape: tuple, count: int, seed: int) -> list[torch.Tensor]:
+def image_noise(shape: tuple, count: int, seed) -> list[torch.Tensor]:
     """``count`` independent standard-normal tensors of ``shape`` (B, ...), drawn on the CPU, in order.
 
-    Each image b draws from its own generator seeded ``seed``, as the reference does for one image: an
-    image's noise (hence its result) does not depend on the other images of its batch, so faces of many
-    photos can share a batch; the same seed gives the same noise on every device.
+    Each image b draws from its own generator seeded ``seed`` (or ``seed[b]``: one seed per image), as the
+    reference does for one image: an image's noise (hence its result) does not depend on the other images of
+    its batch, so faces of many photos can share a batch; the same seed gives the same noise on every device.
     """
     one = (1,) + tuple(shape[1:])
+    seeds = [int(seed)] * int(shape[0]) if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != int(shape[0]):
+        raise ValueError(f"{len(seeds)} seeds for {shape[0]} latents")
     per_image = []
-    for _ in range(int(shape[0])):
-        gen = torch.Generator("cpu").manual_seed(int(seed))
+    for s in seeds:
+        gen = torch.Generator("cpu").manual_seed(s)
         per_image.append([torch.randn(one, generator=gen, dtype=torch.float32) for _ in range(count)])
     return [torch.cat([n[j] for n in per_image]) for j in range(count)]

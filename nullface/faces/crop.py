@@ -34,6 +34,8 @@ class FaceCrop:
     mask: np.ndarray | None = None           # float32 SxS, 1 = anonymize (None = the whole crop)
     image_shape: tuple[int, int] | None = None   # (h, w) of the photo it was cut from
     image_index: int = 0                     # which image of a batch it was cut from
+    embedding: np.ndarray | None = None      # a fixed identity to negate (a video track's); None = from the photo
+    seed_offset: int | None = None           # the face's own seed is settings.seed + this (a video track's); None = batch seed
 
     @property
     def size(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .align import arcface_crop
 from ..errors import InputError, ModelFileError, NoFaceError
+from .imageio import to_nhwc, to_uint8
 from ..models.insightface import BUFFALO_HINT, find_buffalo
 
 log = logging.getLogger("nullface")
@@ -103,6 +104,14 @@ def embed_faces(face_models: FaceModels, image: np.ndarray, *, pick: str | int =
     return FaceEmbedding(vector=vec, bbox=np.asarray(face.bbox), kps=np.asarray(face.kps), score=float(face.score))
 
 
+def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
+    """ArcFace embedding e of the chosen face of each image (an image without one is named in the error).
+
+    ``images``: anything ``nullface.faces.imageio.to_nhwc`` accepts (a ComfyUI IMAGE, arrays, PIL images)."""
+    arrays = [to_uint8(im[..., :3]) for im in to_nhwc(images)]
+    return [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+
+
 def rotate_within_angle(v: np.ndarray, max_angle: float, seed: int) -> np.ndarray:
     """Rotate ``v`` by a seeded random angle in [0, max_angle] degrees towards a random direction.
 
@@ -132,11 +141,14 @@ def negate_identity(embedding: np.ndarray, lambda_id: float = 1.0, max_angle: fl
 
 
 def negate_identities(embeddings: Sequence[FaceEmbedding | np.ndarray], lambda_id: float = 1.0,
-                      max_angle: float = 0.0, seed: int = 0) -> IdentityCondition:
-    """c_id for each image's embedding (image i uses seed + i for its rotation)."""
+                      max_angle: float = 0.0, seed: int = 0, seeds: Sequence[int] | None = None) -> IdentityCondition:
+    """c_id for each image's embedding (image i uses seed + i for its rotation, or ``seeds[i]`` when given)."""
     if len(embeddings) == 0:
         raise InputError("no identity embeddings were given")
-    rows = [negate_identity(e.vector if isinstance(e, FaceEmbedding) else e, lambda_id, max_angle, seed + i)
+    if seeds is not None and len(seeds) != len(embeddings):
+        raise InputError(f"{len(seeds)} seeds for {len(embeddings)} embeddings")
+    rows = [negate_identity(e.vector if isinstance(e, FaceEmbedding) else e, lambda_id, max_angle,
+                            seed + i if seeds is None else int(seeds[i]))
             for i, e in enumerate(embeddings)]
     return IdentityCondition(np.stack(rows), lambda_id, max_angle, seed)
 

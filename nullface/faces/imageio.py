@@ -1,4 +1,8 @@
-"""Validation and conversion of the images and masks the engine accepts."""
+"""Validation and conversion of the images and masks the engine accepts.
+
+``to_uint8`` and ``to_float`` are the package's one conversion between float pixels in 0..1 (the diffusion
+side, ComfyUI's IMAGE) and uint8 pixels (files, detection, crops, photos); every boundary uses them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +17,18 @@ from ..errors import InputError
 MIN_SIZE = 64
 MAX_SIZE = 2048
 FOUR_CHANNEL_MODES = ("RGBA", "CMYK")
+
+
+def to_uint8(pixels) -> np.ndarray:
+    """Float pixels in 0..1 (a tensor or an array, any shape) as uint8: clamped to 0..1, x · 255 rounded."""
+    if isinstance(pixels, torch.Tensor):
+        pixels = pixels.detach().float().cpu().numpy()
+    return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+
+
+def to_float(pixels) -> np.ndarray:
+    """uint8 pixels (any shape) as float32 in 0..1: x / 255."""
+    return np.asarray(pixels).astype(np.float32) / 255.0
 
 
 def _is_pil(image) -> bool:
@@ -86,8 +102,7 @@ def to_nhwc(images) -> torch.Tensor:
             arr = arr[..., None]
         if arr.ndim == 3:
             arr = arr[None]
-        t = torch.from_numpy(np.array(arr))                            # a writable copy
-        t = t.float() / 255.0 if arr.dtype == np.uint8 else t.float()
+        t = torch.from_numpy(to_float(arr) if arr.dtype == np.uint8 else np.array(arr)).float()
     elif isinstance(images, torch.Tensor):
         t = images.float()
         if t.ndim == 3:

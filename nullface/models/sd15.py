@@ -15,6 +15,7 @@ from .insightface import BUFFALO_HINT, find_buffalo
 from .files import (check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, missing_file,
                     raise_missing, read_state_dict, require_file)
 from .quiet import expected_messages_silenced
+from ..progress import tick
 
 log = logging.getLogger("nullface")
 
@@ -118,6 +119,29 @@ class NullFacePipe:
         import gc
         gc.collect()
 
+    @torch.no_grad()
+    def vae_encode(self, x: torch.Tensor, callback=None) -> torch.Tensor:
+        """Latents (VAE mode · scaling factor, float32) of images ``x`` [B,3,H,W] in -1..1, one image per
+        VAE call; ``callback`` (the engine's) may stop the run before each call and during a reload."""
+        vae = self.ready(callback).vae
+        dt = next(vae.parameters()).dtype
+        out = []
+        for i in range(x.shape[0]):
+            tick(callback, "encode")
+            out.append(vae.encode(x[i:i + 1].to(self.device, dt)).latent_dist.mode())
+        return torch.cat(out).float() * self.vae_scale
+
+    @torch.no_grad()
+    def vae_decode(self, latents: torch.Tensor, callback=None) -> torch.Tensor:
+        """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents; ``callback`` as ``vae_encode``'s."""
+        vae = self.ready(callback).vae
+        z = latents.to(self.device, next(vae.parameters()).dtype) / self.vae_scale
+        out = []
+        for i in range(z.shape[0]):
+            tick(callback, "decode")
+            out.append(vae.decode(z[i:i + 1]).sample)
+        return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+
     def set_ip_adapter_scale(self, scale: float) -> None:
         for proc in self.unet.attn_processors.values():
             if hasattr(proc, "scale") and isinstance(proc.scale, list):
@@ -198,7 +222,6 @@ class NullFacePipe:
 
 def load_check(callback):
     """``check()`` for a load: the engine callback's "load" tick (nothing without a callback)."""
-    from ..progress import tick
     return lambda: tick(callback, "load")
 
 

@@ -94,7 +94,7 @@ def check_sdxl_checkpoint(path: Path) -> None:
                              f"Reverse Personalization needs the plain 4-channel SDXL UNet. {SDXL_HINT}")
 
 
-def _tokenizers():
+def sdxl_tokenizers():
     """SDXL's two CLIP tokenizers from the shipped vocabulary (the second pads with '!', as SDXL's does)."""
     from transformers import CLIPTokenizer
     tok = str(SD15_CONFIG_DIR / "tokenizer")
@@ -122,7 +122,7 @@ def load_sdxl(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
     else:
         check_checkpoint_file(path, SDXL_HINT)
         check_sdxl_checkpoint(path)
-        tok, tok2 = _tokenizers()
+        tok, tok2 = sdxl_tokenizers()
         pipe = load_or_explain(
             lambda: StableDiffusionXLPipeline.from_single_file(str(path), config=str(config_dir or CONFIG_DIR),
                                                                tokenizer=tok, tokenizer_2=tok2, **common),

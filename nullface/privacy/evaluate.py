@@ -18,6 +18,7 @@ available here:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -25,11 +26,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..faces.face import Face
 from .audit import Recognizer, audit_face, refit_geometry
+from .photo import as_rgb
+from .saving import write_atomic
 from ..errors import InputError, MissingDependencyError
+from ..faces.imageio import read_image
 
 log = logging.getLogger("nullface")
 
@@ -329,15 +333,6 @@ def pair_files(originals: str | Path, anonymized: str | Path) -> Pairing:
     return Pairing(tuple(pairs), tuple(missing), extra)
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB, EXIF orientation applied."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except OSError as exc:
-        raise InputError(f"cannot read image '{path}': {exc}") from exc
-
-
 @dataclass(frozen=True)
 class Summary:
     """One row of the table: rates in %, means over faces (attributes) or pairs (background)."""
@@ -412,7 +407,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
     names = list(summary.reid)
     fields = ["key", "faces"] + [f"reid_{n}_pct" for n in names] + list(CSV_FIELDS[2:])
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with io.StringIO(newline="") as fh:                  # written whole or not at all (write_atomic)
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in results:
@@ -433,6 +428,7 @@ def write_csv(path: str | Path, results: Sequence[PairMetrics], summary: Summary
         row.update({f"{a}_diff": _csv(_mean([getattr(f, a) for f in faces])) for a in ("yaw", "pitch", "roll")})
         row.update({f"reid_{n}_pct": _csv(v) for n, v in s.reid.items()})
         w.writerow(row)
+        write_atomic(path, fh.getvalue().encode("utf-8"))
     return path
 
 
@@ -485,7 +481,7 @@ def evaluate_folders(originals: str | Path, anonymized: str | Path, detector: An
     rows: list[np.ndarray] = []
     for key, o_path, a_path in pairing.pairs:
         try:
-            o, a = load_rgb(o_path), load_rgb(a_path)
+            o, a = (as_rgb(read_image(p), "RGBA")[0] for p in (o_path, a_path))   # RGB, alpha dropped
             faces = list(detector.detect(o))
             if largest_only:
                 faces = faces[:1]

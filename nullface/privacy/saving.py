@@ -7,6 +7,9 @@ workflow and prompt (file paths, often the original file name) into PNG text chu
 as ``alice_at_home.jpg`` identifies just as well. So this module re-creates the image from its pixel
 values, writes no ancillary metadata of any kind, names files ``<prefix>_<counter>.<ext>`` and writes
 them atomically without ever overwriting a file.
+
+``write_atomic`` is the package's one atomic file writer (a hidden temp file in the target's folder, flushed,
+then renamed): ``save_clean`` (the nodes), ``save_image`` (the CLI) and the CLI's JSON reports use it.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
 from PIL import Image
@@ -92,6 +96,29 @@ def save_options(fmt: str, quality: int = 95) -> dict:
     return {"format": "WEBP", "quality": int(quality), "method": 4}
 
 
+Writer = Union[bytes, Callable[[BinaryIO], None]]
+
+
+def _stage(directory: Path, data: Writer) -> Path:
+    """A hidden temp file in ``directory`` holding ``data`` (bytes, or a function writing to the open file),
+    flushed to disk and readable like any output; removed again if writing fails or is interrupted."""
+    fd, tmp_name = tempfile.mkstemp(prefix=".nullface-", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                data(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)         # mkstemp creates 0600; an output is an ordinary readable file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def _publish(tmp: Path, target: Path) -> bool:
     """Move the finished temp file to ``target`` unless ``target`` exists; True when it was placed."""
     try:
@@ -105,6 +132,37 @@ def _publish(tmp: Path, target: Path) -> bool:
         return True
     os.unlink(tmp)
     return True
+
+
+def write_atomic(target: str | Path, data: Writer, *, overwrite: bool = True) -> bool:
+    """Write ``data`` (bytes, or a function writing to the open binary file) to ``target`` atomically: the
+    file appears whole or not at all, whatever interrupts the write. ``overwrite=False`` never replaces an
+    existing file and returns False when ``target`` exists; True when the file was placed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _stage(target.parent, data)
+    try:
+        if overwrite:
+            os.replace(tmp, target)
+            return True
+        return _publish(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_image(image: np.ndarray, target: str | Path, quality: int = 95) -> None:
+    """Pixels only (no EXIF, ICC or text), in the format of ``target``'s extension (png, jpg, webp, bmp, tif),
+    atomically (``write_atomic``); an existing ``target`` is replaced. JPEG and BMP have no alpha channel:
+    an RGBA image loses its alpha there."""
+    target = Path(target)
+    ext = target.suffix.lower()
+    opts = {".bmp": {"format": "BMP"}, ".tif": {"format": "TIFF"}, ".tiff": {"format": "TIFF"}}.get(ext) \
+        or save_options(ext, quality)
+    img = strip_to_pixels(image)
+    if opts["format"] in ("JPEG", "BMP") and img.mode == "RGBA":
+        img = img.convert("RGB")
+    write_atomic(target, lambda fh: img.save(fh, **opts))
 
 
 def save_clean(image: np.ndarray | Image.Image, directory: str | Path, prefix: str = "anonymized",
@@ -122,14 +180,8 @@ def save_clean(image: np.ndarray | Image.Image, directory: str | Path, prefix: s
     kwargs = save_options(fmt, quality)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".nullface-", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
+    tmp = _stage(directory, lambda fh: pil.save(fh, **kwargs))     # encoded once, placed under a free name
     try:
-        with os.fdopen(fd, "wb") as fh:
-            pil.save(fh, **kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)         # mkstemp creates 0600; an output image is an ordinary readable file
         counter = next_counter(directory, prefix)
         for _ in range(10000):
             target = directory / f"{prefix}_{counter:0{COUNTER_DIGITS}d}.{fmt}"

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..anonymizer import crop_anonymizer
 from .guidance import attribute_gradient
 from ...models.devices import pick_device, pick_dtype
 from ...errors import InputError, ModelFileError, NullFaceError
-from ...faces.imageio import check_face_images, check_masks, to_nhwc
+from ...faces.imageio import check_face_images, check_masks, to_nhwc, to_uint8
 from .settings import InpaintSettings
 from .sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
@@ -286,36 +287,21 @@ def next_seed(settings: InpaintSettings, k: int) -> InpaintSettings:
 
 def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings, *, features=None,
                             audit=None, max_tries: int = 1, callback: Callback = None):
-    """The inpainting method as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
+    """The inpainting method as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``
+    (``nullface.methods.anonymizer.crop_anonymizer``).
 
     Every face of a call runs as one batch with the same target image; an error is returned for each
     face of a failed batch, so the photo's fail-closed policy applies to them. With ``audit``
-    (``nullface.methods.nullface.pipeline.crop_audit``) a face still re-identified is repainted with the next seed, up to
+    (``nullface.methods.anonymizer.crop_audit``) a face still re-identified is repainted with the next seed, up to
     ``max_tries`` in all; if it still fails, an error is returned for it. Audits land in ``f.audits``.
     """
-    from ...privacy.audit import audit_crops
     settings.validate()
 
-    def paint(crops: list, s: InpaintSettings) -> list:
+    def paint(crops: list, _conditions: list, s: InpaintSettings) -> list:
         masks = np.stack([crop_inpaint_mask(c) for c in crops]).astype(np.float32)
         if not (masks >= 0.5).any(axis=(1, 2)).all():
             raise InputError("a face's repaint region is empty (every part of it is kept)")
         out = anonymize_inpaint(pipe, [c.image for c in crops], masks, target, s, features=features,
                                 callback=callback)
-        return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
-
-    def run(image: np.ndarray, crops: list) -> list:
-        if not crops:
-            return []
-        try:
-            results = paint(crops, settings)
-        except Exception as exc:            # every face of this batch fails; the policy decides
-            return [exc] * len(crops)
-        if audit is None:
-            return results
-        return audit_crops(results, crops, audit, settings, max_tries, record=run.audits, escalate=next_seed,
-                           callback=callback, retry=lambda i, s: paint([crops[i]], s)[0])
-
-    run.audits = []
-    run.keep = InpaintSettings.KEEP         # the method's default kept regions (PhotoOptions.keep = None)
-    return run
+        return list(to_uint8(out))
+    return crop_anonymizer(paint, settings, next_seed, audit=audit, max_tries=max_tries, callback=callback)

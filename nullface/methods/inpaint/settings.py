@@ -53,7 +53,8 @@ class InpaintSettings(Settings):
     dissim_weight: float = setting(0.0, "w_dis: push the attributes away from the source face (authors: 0).",
                                    source="authors' code", min=0.0, max=100.0, step=0.05)
     seed: int = setting(0, "Seed of the start noise, the DDPM noise and the VAE posterior samples (drawn on the "
-                           "CPU: same seed, same output on the same device).", min=0, max=0xFFFFFFFF)
+                           "CPU: same seed, same output on the same device).", source="authors' code (seed)",
+                        min=0, max=0xFFFFFFFF)
     prompt: str = setting("", "Text prompt of the inpainting UNet (authors: empty).", source="authors' code")
     keep_unmasked: bool = setting(True, "Paste the original back outside the mask, so kept pixels are exactly the "
                                         "input's (the authors return the whole decoded image).",

@@ -10,7 +10,7 @@ D(x, σ) = x - σ ε. Everything here is written against that convention:
 - k-diffusion's DDPM sampler (the step of ComfyUI's ``sample_ddpm``) and a ``noise_sampler`` that replays
   the inverted noise maps z_t, so that ComfyUI's own sampler replays the inversion;
 - the edit-friendly DDPM inversion written with that same step, so the replay is exact;
-- the guidance of eqs. 3-4 on two predictions, and the mask delay;
+- the mask M of eq. 4 at latent size (eqs. 3-4 themselves are ``sampler.guidance``, the engine's);
 - IP-Adapter FaceID: its identity tokens and the names of its attention layers and LoRA.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ...diffusion.masks import latent_mask
 from ...diffusion.schedule import image_noise, mask_delay_steps, sd15_schedule  # noqa: F401  (mask_delay_steps: re-exported)
+from .sampler import guidance  # noqa: F401  (eqs. 3-4, the engine sampler's; re-exported for the GUIDER)
 
 # denoise(x [N,C,h,w] in ComfyUI's scaling, sigma [N]) -> D(x, σ) = x - σ ε   (k-diffusion's denoiser)
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -214,18 +215,6 @@ def invert_sigmas(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, see
 
 
 # ------------------------------------------------------------------------------------------------ guidance
-def guidance(cond: torch.Tensor, uncond: torch.Tensor, lambda_cfg: float,
-             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Eqs. 3-4 on the two predictions (ε, or denoised x̂_0: the weights sum to 1, so both give the same step).
-
-    eq. 3: p̂ = λ_cfg p(c_id) + (1 - λ_cfg) p(∅);  eq. 4: p̃ = M p̂ + (1 - M) p(∅)   (M: 1 = anonymize).
-    """
-    out = lambda_cfg * cond + (1 - lambda_cfg) * uncond
-    if mask is not None:
-        out = mask * out + (1 - mask) * uncond
-    return out
-
-
 def guidance_mask(mask: torch.Tensor, latent_size: Sequence[int], soft: bool = False) -> torch.Tensor:
     """M [B,1,h,w] at latent size from an image-space MASK [B,H,W] or [H,W] (1 = anonymize).
 

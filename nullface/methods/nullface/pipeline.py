@@ -13,67 +13,50 @@ import torch
 
 from .denoiser import PipeDenoiser
 from ...models.devices import pick_inversion_batch
-from ...errors import InputError, ModelFileError
-from ...faces.identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
-                       negate_identities)
-from ...faces.imageio import check_face_images, check_masks, to_nhwc
+from ...errors import InputError
+from ...faces.identity import FaceEmbedding, FaceModels, IdentityCondition, embed_images, negate_identities
+from ...faces.imageio import check_face_images, check_masks, to_nhwc, to_uint8
 from ...diffusion.inversion import Inversion, invert
 from ...diffusion.masks import latent_mask
 from ...models.sd15 import NullFacePipe
+from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .sampler import sample_nullface
 from ...diffusion.schedule import schedule_from_config
 from .settings import NullFaceSettings
-from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
 
 
-@torch.no_grad()
 def encode(pipe: NullFacePipe, images, callback: Callback = None) -> torch.Tensor:
     """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32.
     ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, pipe.dtype)
-    latents = []
-    for i in range(x.shape[0]):
-        tick(callback, "encode")
-        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
-    return torch.cat(latents).float() * pipe.vae_scale
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
 def decode(pipe: NullFacePipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
     """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents; ``callback`` as ``encode``'s."""
-    z = latents.to(pipe.ready(callback).device, pipe.dtype) / pipe.vae_scale
-    out = []
-    for i in range(z.shape[0]):
-        tick(callback, "decode")
-        out.append(pipe.vae.decode(z[i:i + 1]).sample)
-    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+    return pipe.vae_decode(latents, callback)
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
-                   callback: Callback = None) -> Inversion:
-    """DDPM inversion of latents on the null path, keeping only the steps sampling will use."""
+                   callback: Callback = None, seeds: Sequence[int] | None = None) -> Inversion:
+    """DDPM inversion of latents on the null path, keeping only the steps sampling will use (``seeds``: one
+    noise seed per image instead of ``settings.seed`` for the batch)."""
     settings.validate()
     pipe.ready(callback)
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
-    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
+    return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip,
+                  settings.seed if seeds is None else [int(v) for v in seeds],
                   batch=pick_inversion_batch(pipe.device, settings.inversion_batch), exact_last_step=settings.exact_last_step,
                   ip_adapter_scale=settings.ip_adapter_scale, callback=callback)
 
 
-def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None) -> Inversion:
+def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None,
+                  seeds: Sequence[int] | None = None) -> Inversion:
     """Encode and invert face images: one inversion per image of the batch."""
-    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
-
-
-def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
-    """ArcFace embedding e of the chosen face of each image (an image without one is named in the error)."""
-    batch = to_nhwc(images)
-    arrays = [(im[..., :3].clamp(0, 1).numpy() * 255).round().astype(np.uint8) for im in batch]
-    return [embed_faces(face_models, a, pick=pick, image_index=i) for i, a in enumerate(arrays)]
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback, seeds)
 
 
 def identities_for(face_models: FaceModels, images, settings: NullFaceSettings,
@@ -111,10 +94,13 @@ def unet_evals_per_face(settings: NullFaceSettings = NullFaceSettings()) -> int:
 def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = NullFaceSettings(), *,
                    face_models: FaceModels | None = None,
                    embeddings: Sequence[FaceEmbedding | np.ndarray] | None = None,
-                   masks=None, keep_masks=None, callback: Callback = None) -> torch.Tensor:
+                   masks=None, keep_masks=None, callback: Callback = None,
+                   seeds: Sequence[int] | None = None) -> torch.Tensor:
     """Anonymize aligned face images in one call; returns [B,H,W,3] float 0..1.
 
     The identity comes from ``embeddings`` (one per image) or is detected with ``face_models``.
+    ``seeds`` (one per image) gives each image its own inversion noise and identity rotation, the same
+    whatever batch it runs in (a video track's); by default the batch shares ``settings.seed``.
     ``masks`` (1 = anonymize, 0 = keep) or ``keep_masks`` (1 = keep visible) localize the change;
     neither anonymizes the whole image.
     """
@@ -131,16 +117,19 @@ def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = Null
     else:
         if len(embeddings) != batch.shape[0]:
             raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
-        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
-    inversion = invert_images(pipe, batch, settings, callback)
+        identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed, seeds)
+    if seeds is not None and len(seeds) != batch.shape[0]:
+        raise InputError(f"{len(seeds)} seeds for {batch.shape[0]} images")
+    inversion = invert_images(pipe, batch, settings, callback, seeds)
     latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
     return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
                     masks: Sequence[np.ndarray | None], settings: NullFaceSettings,
-                    callback: Callback = None) -> list[np.ndarray]:
-    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask."""
+                    callback: Callback = None, seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Anonymize aligned uint8 face crops (one batch); each with its own identity and optional mask
+    (``seeds``: each crop's own seed, see ``anonymize_face``)."""
     if len(crops) == 0:
         return []
     if any(m is None for m in masks) and not all(m is None for m in masks):
@@ -148,67 +137,29 @@ def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings:
         masks = [np.ones(size, np.float32) if m is None else m for m in masks]
     mask_arr = None if all(m is None for m in masks) else np.stack(masks).astype(np.float32)
     out = anonymize_face(pipe, list(crops), settings, embeddings=list(embeddings), masks=mask_arr,
-                         callback=callback)
-    return [(o.numpy() * 255).round().astype(np.uint8) for o in out]
+                         callback=callback, seeds=seeds)
+    return list(to_uint8(out))
 
 
 def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullFaceSettings, *,
-                    audit=None, max_tries: int = 1, callback: Callback = None, crops_fn=None, escalate=None):
-    """The diffusion engine as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``, where
-    ``image`` may be a list with each crop's photo (faces of several photos in one batch).
+                    audit=None, max_tries: int = 1, callback: Callback = None):
+    """NullFace as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``
+    (``nullface.methods.anonymizer.crop_anonymizer``).
 
     Each face uses its own ArcFace identity, taken from the photo at its detected landmarks; the crops
     of one call run as one batch. With ``audit`` (``f(original_crop, result, crop) -> FaceAudit``) a face
     that is still re-identified is retried with stronger settings up to ``max_tries`` in all
     (``nullface.privacy.audit.DEFAULT_ESCALATION``); if it still fails, an error is returned for it so that the
     photo's fail-closed policy applies. Audits are kept in ``f.audits`` (face index in call order).
-    Another method plugs in with ``crops_fn`` (``anonymize_crops``' signature) and its own ``escalate``.
-    ``callback`` gets the engine's per-UNet-call progress, plus ``{"phase": "expect", "work": n}`` when a
-    retry adds n image-steps (one inversion or denoising step of one image) to the work.
+    A crop that carries ``seed_offset`` (a video track's) uses the seed ``settings.seed + seed_offset`` for its
+    noise and rotation, whatever batch it runs in; others share the batch's seed as for a photo.
     """
-    from ...privacy.audit import DEFAULT_ESCALATION, audit_crops
-    anonymize_crops_ = crops_fn or anonymize_crops
-    if face_models is None or face_models.arcface is None:
-        raise ModelFileError("anonymizing faces needs ArcFace (w600k_r50.onnx in buffalo_l). " + BUFFALO_HINT)
+    from ...privacy.audit import DEFAULT_ESCALATION
 
-    def run(image, crops: list) -> list:
-        images = image if isinstance(image, (list, tuple)) else [image] * len(crops)   # one photo per crop
-        results: list = [None] * len(crops)
-        ok, vectors = [], []
-        for i, c in enumerate(crops):
-            try:
-                vectors.append(face_models.arcface.embed(images[i], c.face.kps))
-                ok.append(i)
-            except Exception as exc:            # this face fails; the others go on
-                results[i] = exc
-        if ok:
-            outs = anonymize_crops_(pipe, [crops[i].image for i in ok], vectors, [crops[i].mask for i in ok],
-                                    settings, callback)
-            for i, o in zip(ok, outs):
-                results[i] = o
-        if audit is None:
-            return results
-        vector = dict(zip(ok, vectors))
-        return audit_crops(results, crops, audit, settings, max_tries, record=run.audits,
-                           escalate=escalate or DEFAULT_ESCALATION, callback=callback,
-                           retry=lambda i, s: anonymize_crops_(pipe, [crops[i].image], [vector[i]], [crops[i].mask],
-                                                               s, callback)[0])
-
-    run.audits = []
-    run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
-    run.many_images = True                      # faces of several photos in one call (``anonymize_photos``)
-    return run
-
-
-def crop_audit(recognizers):
-    """An audit for ``crop_anonymizer``: compares the original and anonymized crop of one face.
-
-    The face is measured in crop coordinates (``FaceCrop.face_in_crop``: its detected box carried by the
-    crop's similarity transform), so the recognizer sees the same framing as a detection on the crop; both
-    sides are measured with the same geometry (``nullface.privacy.audit.paired_geometry``).
-    """
-    from ...privacy.audit import audit_face
-
-    def audit(original: np.ndarray, result: np.ndarray, crop) -> object:
-        return audit_face(original, result, crop.face_in_crop(), recognizers)
-    return audit
+    def crops_fn(crops: list, vectors: list, s: NullFaceSettings) -> list:
+        offsets = [getattr(c, "seed_offset", None) for c in crops]
+        seeds = None if all(o is None for o in offsets) else [s.seed + (o or 0) for o in offsets]
+        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback,
+                               seeds)
+    return neutral_anonymizer(crops_fn, settings, DEFAULT_ESCALATION, identity=arcface_identity(face_models),
+                              audit=audit, max_tries=max_tries, callback=callback, many_images=True)

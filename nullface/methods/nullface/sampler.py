@@ -1,4 +1,8 @@
-"""NullFace sampling: dual-path identity guidance over DDPM-inversion noise (paper eqs. 3 and 4)."""
+"""NullFace sampling: dual-path identity guidance over DDPM-inversion noise (paper eqs. 3 and 4).
+
+``guidance`` is the one function for eqs. 3-4: the engine's ``sample_nullface`` and the native GUIDER
+(``nullface.methods.nullface.native``, ``nodes/native_comfy.py``) both call it.
+"""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -10,6 +14,16 @@ from ...diffusion.schedule import Schedule, posterior_mean
 # eps_dual(x [B,4,h,w], t, null=None) -> (ε(x_t, c_id), ε(x_t, ∅)), both paths in one call; given ``null``
 # (a known ε(x_t, ∅)) it evaluates only the identity path and returns ``null`` as the second
 DualDenoiser = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def guidance(eps_id: torch.Tensor, eps_null: torch.Tensor, lambda_cfg: float, mask: Optional[torch.Tensor] = None,
+             i: int = 0, mask_delay: int = 0) -> torch.Tensor:
+    """Eqs. 3-4 on the two predictions of running step ``i``; M (``mask``, 1 = anonymize) applies from step
+    ``mask_delay`` on. The weights sum to 1, so it holds for ε and for the denoised x̂_0 = x - σ ε alike."""
+    eps = lambda_cfg * eps_id + (1 - lambda_cfg) * eps_null            # eq. 3: ε̂ = λ ε(x_t, c_id) + (1-λ) ε(x_t, ∅)
+    if mask is not None and i >= mask_delay:
+        eps = mask * eps + (1 - mask) * eps_null                        # eq. 4: ε̃ = M ε̂ + (1-M) ε(x_t, ∅)
+    return eps
 
 
 @torch.no_grad()
@@ -33,9 +47,7 @@ def sample_nullface(eps_dual: DualDenoiser, x: torch.Tensor, zs: torch.Tensor, s
         t = schedule.timesteps[k].to(dev).repeat(x.shape[0])
         known = eps_null_first if i == 0 else None
         eps_id, eps_null = eps_dual(x, t) if known is None else eps_dual(x, t, known)  # ε(x_t, c_id), ε(x_t, ∅)
-        eps = lambda_cfg * eps_id + (1 - lambda_cfg) * eps_null         # eq. 3: ε̂
-        if mask is not None and i >= mask_delay:
-            eps = mask * eps + (1 - mask) * eps_null                    # eq. 4: ε̃
+        eps = guidance(eps_id, eps_null, lambda_cfg, mask, i, mask_delay)  # eqs. 3-4: ε̃
         x = posterior_mean(x, eps, a, ap, s) + s * zs[i]                # x_{t-1} = μ_t(ε) + σ_t z_t
         if callback is not None:
             callback({"phase": "sample", "i": i, "total": schedule.steps - first, "x": x, "steps": 1,

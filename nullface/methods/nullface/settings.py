@@ -41,7 +41,7 @@ class NullFaceSettings(Settings):
                                 source="paper 003 §4.5 (mask at timestep 80), supp. §8", min=0.0, max=1.0,
                                 step=0.01, round=0.0001)
     seed: int = setting(0, "Seed of the inversion noise and the identity rotation (same seed, same result on the "
-                           "same device).", min=0, max=0xFFFFFFFF)
+                           "same device).", source="reference code (seed 0)", min=0, max=0xFFFFFFFF)
     max_angle: float = setting(0.0, "Rotate the negated identity by a seeded random angle up to this (degrees) for "
                                     "more varied faces; 0 = pure negation (paper).", source="reference code",
                                min=0.0, max=180.0, step=1.0, flag="")

@@ -25,10 +25,10 @@ import torch
 
 from ...diffusion.dpmsolver import DPMInversion, invert_dpmpp_2m_sde, sample_dpmpp_2m_sde
 from ...errors import InputError
-from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
-from ...faces.imageio import check_face_images, to_nhwc
+from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels, embed_images
+from ...faces.imageio import check_face_images, to_float, to_nhwc, to_uint8
+from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
 from .settings import ReversePersonalizationSettings
-from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -117,31 +117,15 @@ class RevPersInversion:
         return self.dpm.unet_evals
 
 
-def _vae_dtype(pipe) -> torch.dtype:
-    return next(pipe.vae.parameters()).dtype
-
-
-@torch.no_grad()
 def encode(pipe, images, callback: Callback = None) -> torch.Tensor:
-    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32.
-    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, _vae_dtype(pipe))
-    latents = []
-    for i in range(x.shape[0]):
-        tick(callback, "encode")
-        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
-    return torch.cat(latents).float() * pipe.vae_scale
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32 (the SDXL VAE
+    runs in its own precision). ``callback`` may stop the run before each image's VAE call."""
+    return pipe.vae_encode(check_face_images(to_nhwc(images)), callback)
 
 
-@torch.no_grad()
 def decode(pipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
     """Images [B,H,W,3] float 0..1 from latents; ``callback`` as ``encode``'s."""
-    z = latents.to(pipe.ready(callback).device, _vae_dtype(pipe)) / pipe.vae_scale
-    out = []
-    for i in range(z.shape[0]):
-        tick(callback, "decode")
-        out.append(pipe.vae.decode(z[i:i + 1]).sample)
-    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+    return pipe.vae_decode(latents, callback)
 
 
 def initial_attribute(pipe):
@@ -218,7 +202,6 @@ def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = Reve
     if embeddings is None:
         if face_models is None:
             raise InputError("give face_models (to detect and embed the face) or precomputed embeddings")
-        from ..nullface.pipeline import embed_images
         embeddings = embed_images(face_models, batch)
     if len(embeddings) != batch.shape[0]:
         raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
@@ -235,7 +218,7 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
     ``masks`` are the photo pipeline's crop masks M (1 = anonymize): the method has no region mask of
     its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
     """
-    batch = np.stack([np.asarray(c)[..., :3] for c in crops]).astype(np.float32) / 255.0
+    batch = to_float(np.stack([np.asarray(c)[..., :3] for c in crops]))
     out = anonymize_face(pipe, torch.from_numpy(batch), settings, embeddings=list(embeddings),
                          callback=callback).numpy()
     results = []
@@ -244,7 +227,7 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
         if m is not None:
             m = np.clip(np.asarray(m, np.float32), 0, 1)[..., None]
             o = m * o + (1 - m) * batch[i]
-        results.append((np.clip(o, 0, 1) * 255).round().astype(np.uint8))
+        results.append(to_uint8(o))
     return results
 
 
@@ -268,11 +251,12 @@ def crop_anonymizer(pipe, face_models: FaceModels, settings: ReversePersonalizat
                     audit=None, max_tries: int = 1, callback: Callback = None):
     """Reverse Personalization as a ``nullface.privacy.photo`` anonymizer: ``f(image, crops) -> results``.
 
-    The photo machinery is NullFace's (``nullface.methods.nullface.pipeline.crop_anonymizer``): each face uses its own ArcFace
-    identity, taken from the photo at its detected landmarks, the crops of one call run as one batch, and with
-    ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in all, then returned
-    as an error so that the photo's fail-closed policy applies.
+    The photo machinery is the methods' shared one (``nullface.methods.anonymizer.crop_anonymizer``): each face
+    uses its own ArcFace identity, taken from the photo at its detected landmarks, the crops of one call run as
+    one batch, and with ``audit`` a face still re-identified is retried (``escalate``) up to ``max_tries`` in
+    all, then returned as an error so that the photo's fail-closed policy applies.
     """
-    from ..nullface.pipeline import crop_anonymizer as photo_anonymizer
-    return photo_anonymizer(pipe, face_models, settings.validate(), audit=audit, max_tries=max_tries,
-                            callback=callback, crops_fn=anonymize_crops, escalate=escalate)
+    def crops_fn(crops: list, vectors: list, s: ReversePersonalizationSettings) -> list:
+        return anonymize_crops(pipe, [c.image for c in crops], vectors, [c.mask for c in crops], s, callback)
+    return neutral_anonymizer(crops_fn, settings.validate(), escalate, identity=arcface_identity(face_models),
+                              audit=audit, max_tries=max_tries, callback=callback, many_images=True)
