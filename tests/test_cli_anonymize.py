@@ -71,7 +71,7 @@ def test_resume_skips_done_files_and_pass_policy_exits_zero(tiny, astronaut, tmp
     assert report["totals"]["faces_anonymized"] >= 1
     import nullface.privacy.photo as photo
     calls = []
-    monkeypatch.setattr(photo, "anonymize_photo", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(photo, "anonymize_photos", lambda *a, **k: calls.append(1))
     assert run_cli(tiny, src, out, "--on-no-face", "pass") == 0
     assert calls == [] and (out / "a.png").stat().st_mtime_ns == first
 
