@@ -35,7 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nullface.privacy.audit import DlibRecognizer, FaceGeometry  # noqa: E402
+from nullface.faces.face import Face  # noqa: E402
+from nullface.privacy.audit import DlibRecognizer  # noqa: E402
 from nullface.privacy.photo import PhotoOptions, prepare_crop  # noqa: E402
 from nullface.privacy.video import VideoOptions, anonymize_frames  # noqa: E402
 from tests.video_clips import pan_zoom, slide  # noqa: E402
@@ -59,7 +60,7 @@ class StandIn:
 
     def __init__(self, donors, rec):
         self.rec = rec
-        self.donors = [(im, f, rec.describe(im, FaceGeometry(f.bbox, None, None))) for im, f in donors]
+        self.donors = [(im, f, rec.describe(im, box_face(f.bbox, None, None))) for im, f in donors]
         self.chosen: dict[int, int] = {}
 
     def __call__(self, image, crops):
@@ -67,7 +68,7 @@ class StandIn:
         out = []
         for c in crops:
             if c.seed_offset not in self.chosen:
-                own = self.rec.describe(image, FaceGeometry(c.face.bbox, None, None))
+                own = self.rec.describe(image, box_face(c.face.bbox, None, None))
                 order = [(c.seed_offset + i) % len(self.donors) for i in range(len(self.donors))]
                 self.chosen[c.seed_offset] = next((k for k in order if self.rec.score(own, self.donors[k][2]) > 0.6),
                                                   order[0])
@@ -99,8 +100,9 @@ def engine(kind: str, crop: int, detector):
     return crop_anonymizer(pipe, FaceModels(detector, ArcFace(paths["arcface"])), settings), count, settings
 
 
-def _box(face) -> tuple[int, int, int, int]:
-    return tuple(int(round(v)) for v in face.bbox)
+def box_face(bbox, kps=None, landmarks=None) -> Face:
+    """A face known by its box only (the recognizer fits its own landmarks)."""
+    return Face(np.asarray(bbox, np.float32), 1.0, np.zeros((5, 2), np.float32), landmarks)
 
 
 def temporal(frames, out, tracks, rec) -> dict:
@@ -129,7 +131,7 @@ def temporal(frames, out, tracks, rec) -> dict:
     for t in tracks:
         prev = prev_in = None
         for f in t["frames"]:
-            geo = FaceGeometry(np.array(f["bbox"], np.float32), None, None)
+            geo = box_face(np.array(f["bbox"], np.float32), None, None)
             d_out = rec.describe(out[f["frame"]], geo)
             d_in = rec.describe(frames[f["frame"]], geo)
             removal.append(rec.score(d_out, d_in))

@@ -135,11 +135,11 @@ def test_forced_misses_are_anonymized_from_the_interpolated_track(astronaut, dli
 
 
 def test_a_face_that_leaves_and_comes_back_keeps_its_track(astronaut, dlib_detector):
-    from nullface.privacy.audit import DlibRecognizer, FaceGeometry
+    from nullface.privacy.audit import DlibRecognizer
     rec = DlibRecognizer()
 
     def embed(frame, face):
-        return rec.describe(frame, FaceGeometry(face.bbox, face.landmarks68))
+        return rec.describe(frame, face)
 
     xs = [0.5, 0.5, 0.5, 1.6, 1.6, 1.6, 1.6, 1.6, 0.5, 0.5]       # gone for five frames
     frames, _ = slide(astronaut, len(xs), (400, 300), xs, scale=0.55)
