@@ -269,13 +269,14 @@ def test_an_interrupted_save_leaves_no_half_written_file(tmp_path, astronaut, mo
         raise Boom()
 
     monkeypatch.setattr(Image.Image, "save", save)
+    from nullface.commands import process
     with pytest.raises(Boom):
-        cmd.save_image(astronaut, target)
+        process.save_image(astronaut, target)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_read_image_modes(tmp_path, astronaut):
-    from nullface.commands.anonymize import read_image
+    from nullface.commands.process import read_image
     pil = Image.fromarray(astronaut)
     pil.convert("P").save(tmp_path / "p.png", transparency=0)
     pil.convert("CMYK").save(tmp_path / "c.jpg")
@@ -405,7 +406,8 @@ def test_totals_count_only_faces_of_written_files(tmp_path, monkeypatch):
 
     def disk_full(image, target):
         raise OSError("No space left on device")
-    monkeypatch.setattr(cmd, "save_image", disk_full)
+    from nullface.commands import process
+    monkeypatch.setattr(process, "save_image", disk_full)
     out = tmp_path / "out"
     invert = lambda image, crops: [255 - c.image for c in crops]  # noqa: E731
     assert cmd.run(_args(src, out), anonymizer=invert, detector=fd.FixedDetector(fd.faces("t1"))) == 1
