@@ -18,7 +18,7 @@ from ..faces.detect import select_faces, split_ignored
 from ..faces.face import Face
 from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
-from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
+from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face, too_little_of_the_face
 from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
@@ -200,15 +200,13 @@ def _warn_ignored(name: str, ignored: Sequence[Face]) -> None:
 
 
 def _nothing_to_anonymize(crop: FaceCrop) -> str | None:
-    """Why the crop's mask would leave the face itself unchanged (nothing of the face region is >= 0.5,
-    where the method binarizes M), else None."""
+    """Why the crop's mask leaves too little of the face (its landmark region) to anonymize, else None
+    (``nullface.privacy.policy.too_little_of_the_face``)."""
     if crop.mask is None:
         return None
     from ..faces.regions import face_landmarks, region_mask
     face = region_mask(crop.to_crop(face_landmarks(crop.face)), (crop.size, crop.size), ["face"]) > 0.5
-    if face.any() and not (np.asarray(crop.mask)[face] >= 0.5).any():
-        return "its mask keeps the whole face visible (kept regions / external mask): nothing would be anonymized"
-    return None
+    return too_little_of_the_face(crop.mask, face) if face.any() else None
 
 
 def _check_result(res, crop: FaceCrop) -> str | None:

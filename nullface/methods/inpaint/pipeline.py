@@ -19,6 +19,7 @@ from .guidance import attribute_gradient
 from ...models.devices import pick_device, pick_dtype
 from ...errors import InputError, ModelFileError, NullFaceError
 from ...faces.imageio import check_face_images, check_masks, to_nhwc
+from ...privacy.policy import check_mask_shares
 from .sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
 from ...models.files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
@@ -176,6 +177,7 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
     m = check_masks(masks, b, (h, w))
     if m is None:
         raise InputError("the inpainting method needs a mask of the region to repaint (1 = anonymize)")
+    check_mask_shares(m)                                  # too little of the face to repaint: refused
     m_pix = (m >= 0.5).float()[:, None]                                  # m, hard as the reference's masks
     phi = features if features is not None else pipe.features
     if settings.guided:

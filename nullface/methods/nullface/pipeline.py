@@ -17,6 +17,7 @@ from ...errors import InputError, ModelFileError
 from ...faces.identity import (BUFFALO_HINT, FaceEmbedding, FaceModels, IdentityCondition, embed_faces,
                        negate_identities)
 from ...faces.imageio import check_face_images, check_masks, to_nhwc
+from ...privacy.policy import check_mask_shares
 from ...diffusion.inversion import Inversion, invert
 from ...diffusion.masks import latent_mask
 from ...models.sd15 import NullFacePipe
@@ -83,6 +84,8 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
         raise InputError(f"{len(identity)} identities for {b} inverted images: give one, or one per image")
     h, w = inversion.image_size
     m = check_masks(masks, b, (h * 8, w * 8))
+    if m is not None:
+        check_mask_shares(m)                              # too little of the face to change: refused
     m = None if m is None else latent_mask(m, (h, w), soft=settings.soft_mask).to(inversion.x0.device)
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
                             null_scale=inversion.ip_adapter_scale)

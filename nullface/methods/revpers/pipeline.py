@@ -26,6 +26,7 @@ from ...diffusion.dpmsolver import (DPMInversion, DPMSchedule, dpm_schedule, inv
 from ...errors import InputError
 from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
 from ...faces.imageio import check_face_images, to_nhwc
+from ...privacy.policy import check_mask_shares
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -275,6 +276,9 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
     its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
     """
     batch = np.stack([np.asarray(c)[..., :3] for c in crops]).astype(np.float32) / 255.0
+    for i, m in enumerate([] if masks is None else masks):
+        if m is not None:
+            check_mask_shares(m, f"the mask of crop {i}")   # too little of the face to change: refused
     out = anonymize_face(pipe, torch.from_numpy(batch), settings, embeddings=list(embeddings),
                          callback=callback).numpy()
     results = []
