@@ -96,9 +96,14 @@ def add_parser(sub) -> None:
                         "pixelate, or keep (loud warning)")
     f.add_argument("--on-no-face", choices=("error", "pass"), default="error",
                    help="an image without faces: error (reported, not written) or pass (copied, reported)")
-    f.add_argument("--audit", action="store_true", help="re-identification audit with dlib's recognizer; "
-                                                         "faces still recognized are retried, then fail")
-    f.add_argument("--max-tries", type=int, default=3, help="tries per face with --audit (default 3)")
+    f.add_argument("--audit", dest="audit", action="store_true", default=None,
+                   help="the re-identification audit (the default when dlib is installed): dlib's recognizer checks "
+                        "every written face; faces still recognized are retried, then fail. Given explicitly, a "
+                        "missing dlib is an error; by default such faces are reported 'not audited'")
+    f.add_argument("--no-audit", dest="audit", action="store_false",
+                   help="turn the audit off: faces are written unchecked, with a warning, and report.json "
+                        "records 'audit': 'off' and 'not audited' for every face")
+    f.add_argument("--max-tries", type=int, default=3, help="tries per face in the audit (default 3)")
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
@@ -179,6 +184,21 @@ def _process(src: Path, key: str, target: Path, detector, anonymizer, options, q
     return entry
 
 
+def audit_status(args, anonymizer) -> str:
+    """What report.json says of the audit, warned loudly when the faces go unchecked: "on", "off (--no-audit)"
+    or "not audited: <why>"."""
+    if getattr(anonymizer, "audited", False):
+        return "on"
+    if getattr(args, "audit", None) is False:
+        log.warning("--no-audit: the written faces are NOT checked by a face recognizer; the report says "
+                    "'not audited' for each")
+        return "off (--no-audit)"
+    from ..privacy.audit import audit_unavailable
+    why = audit_unavailable() or "this anonymizer has no audit"
+    log.warning("the written faces are NOT audited (%s); the report says 'not audited' for each", why)
+    return f"not audited: {why}"
+
+
 def _take_audits(entry: dict, anonymizer) -> None:
     """Move the audits of this file's faces (``--audit``: every try) into its report entry."""
     audits = getattr(anonymizer, "audits", None)
@@ -251,6 +271,8 @@ def run(args, anonymizer=None, detector=None) -> int:
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if plan:
+        report["audit"] = audit_status(args, anonymizer)
     bar = tqdm(plan, desc="anonymize", unit="file", file=sys.stderr, disable=None)
     try:
         for src, rel, out_rel in bar:

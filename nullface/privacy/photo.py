@@ -3,7 +3,9 @@
 ``anonymize_photo(image, detector, anonymizer, options)`` is the one entry point. The anonymizer is any
 ``f(image_rgb, crops) -> [anonymized crop | Exception, ...]`` (the diffusion engine's is
 ``nullface.methods.nullface.pipeline.crop_anonymizer``); it receives all faces of a round in one call (``options.batch``
-at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize).
+at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize). An anonymizer
+with ``audited = True`` checks every face with the re-identification audit and fails those it rejects, so
+each anonymized face is reported ``audit: "passed"``; with any other anonymizer ``"not audited"``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..faces.detect import select_faces, split_ignored
 from ..faces.face import Face
 from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
+from .audit import NOT_AUDITED
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face, too_little_of_the_face
 from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
 
@@ -72,6 +75,7 @@ class FaceOutcome:
     status: str                       # "anonymized" | "failed" | "not_attempted" (the file failed before)
     policy: str | None = None         # the failure policy applied, if any
     error: str | None = None
+    audit: str | None = None          # an anonymized face: "passed" (re-ID audit) or "not audited"
 
     @property
     def bbox(self) -> np.ndarray:
@@ -83,7 +87,7 @@ class FaceOutcome:
 
     def to_dict(self) -> dict:
         return {"index": self.index, "bbox": self.face.box_list(), "score": round(float(self.face.score), 4),
-                "status": self.status, "policy": self.policy, "error": self.error}
+                "status": self.status, "policy": self.policy, "error": self.error, "audit": self.audit}
 
 
 @dataclass
@@ -238,6 +242,7 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
         if m is not None and np.asarray(m).shape[:2] != rgb.shape[:2]:
             raise InputError(f"the {what} is {np.asarray(m).shape[:2]}, the image {rgb.shape[:2]} ({name})")
     det_name = getattr(detector, "name", type(detector).__name__)
+    audited = bool(getattr(anonymizer, "audited", False))   # the anonymizer fails every face its audit rejects
     faces, ignored = select(list(detector.detect(rgb)), options)
     _warn_ignored(name, ignored)
     result = PhotoResult(image=image, detector=det_name, ignored=list(ignored))
@@ -279,7 +284,7 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
             reason = _check_result(res, crops[i])
             if reason is None:
                 out = paste_face(out, crops[i], res)
-                outcomes[i] = FaceOutcome(i, f, "anonymized")
+                outcomes[i] = FaceOutcome(i, f, "anonymized", audit="passed" if audited else NOT_AUDITED)
                 continue
             outcomes[i] = FaceOutcome(i, f, "failed", options.on_failure, reason)
             if options.on_failure == "error":       # every face of the round is judged before failing the file

