@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
 from nullface.models.farl import FarlFeatures  # noqa: E402
-from nullface.methods.inpaint.sampler import InpaintSettings  # noqa: E402
+from nullface.methods.inpaint.settings import InpaintSettings  # noqa: E402
 from nullface.methods.inpaint.pipeline import INPAINT_CONFIG_DIR, InpaintPipe, anonymize_inpaint  # noqa: E402
 from nullface.models.sd15 import CONFIG_DIR  # noqa: E402
 

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nullface.methods.revpers import pipeline as R  # noqa: E402
+from nullface.methods.revpers.settings import ReversePersonalizationSettings as RS  # noqa: E402
 from nullface.models.devices import pick_device, pick_dtype  # noqa: E402
 from nullface.models.sd15 import attach_faceid  # noqa: E402
 from nullface.models.sdxl import CONFIG_DIR, FACEID_SDXL_HINT, SDXLPipe, _tokenizers  # noqa: E402
@@ -72,7 +73,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--prompt", default="", help="attribute prompt")
     ap.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     ap.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
-    ap.add_argument("--inversion-batch", type=int, default=8, help="UNet rows per inversion call")
     args = ap.parse_args(argv)
     device = pick_device(args.device)
     dtype = pick_dtype(device, args.dtype)
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     counter = {"evals": 0}
     sd.unet.register_forward_pre_hook(lambda m, a: counter.__setitem__("evals", counter["evals"] + a[0].shape[0]))
     faces = np.random.RandomState(0).randint(0, 256, (1, args.size, args.size, 3)).astype(np.uint8)
-    s = R.ReversePersonalizationSettings(steps=args.steps, prompt=args.prompt, inversion_batch=args.inversion_batch)
+    s = RS(steps=args.steps, prompt=args.prompt)
     e = np.random.RandomState(1).standard_normal((1, 512)).astype(np.float32)
     e /= np.linalg.norm(e)
 
@@ -121,7 +121,7 @@ def main(argv=None) -> dict:
 
     evals = counter["evals"]
     per_eval = (seconds["invert"] + seconds["sample"]) / max(1, evals)
-    defaults = R.unet_evals_per_face(R.ReversePersonalizationSettings(prompt=args.prompt))
+    defaults = R.unet_evals_per_face(RS(prompt=args.prompt))
     result = {
         "size": args.size, "steps": args.steps, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "unet_params": base_params, "unet_params_with_faceid": sum(p.numel() for p in sd.unet.parameters()),

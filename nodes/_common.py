@@ -67,6 +67,11 @@ def check_interrupt() -> None:
         raise Cancelled("cancelled in ComfyUI") from None
 
 
+def cancel_point(info: dict | None = None) -> None:
+    """An engine callback that only honours Cancel (a model load: no bar to move)."""
+    check_interrupt()
+
+
 def cancellable(method):
     """Node method decorator: a ``Cancelled`` run leaves the node as ComfyUI's own interrupt, so ComfyUI
     reports "interrupted" (not an error) and runs nothing downstream."""
@@ -117,8 +122,10 @@ class Progress:
         if info.get("phase") == "expect":
             self.expect(info["work"])
             return
-        self.done += int(info.get("steps", 1)) * int(info.get("batch", 1))
-        self._show()
+        work = int(info.get("steps", 1)) * int(info.get("batch", 1))
+        if work:                             # 0: a point to honour Cancel (VAE call, model load), no work
+            self.done += work
+            self._show()
 
 
 def step_callback(total: int) -> Progress:

@@ -1,18 +1,17 @@
 """Inpainting with attribute guidance (papers/000) as nodes: loader, aligned faces, whole photos."""
 from __future__ import annotations
 
-from dataclasses import fields
-
-from ..nullface.methods.inpaint.sampler import InpaintSettings
+from ..nullface.methods.inpaint.settings import InpaintSettings
 from ..nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
 from ..nullface.privacy.photo import PhotoOptions
 
 from . import _memory, _paths
-from ._common import (cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
+from ._common import (cancel_point, cancellable, CATEGORY, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
 from .method import _count, _fit_mask, _release
 from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit, photo_batch
+from .widgets import keep_widget, widgets
 
 INPAINT_PIPE = "NULLFACE_INPAINT_PIPE"   # SD1.5 inpainting + FaRL (nullface.methods.inpaint.pipeline.InpaintPipe)
 CAT = f"{CATEGORY}/inpaint"
@@ -21,25 +20,8 @@ TARGET = ("IMAGE", {"tooltip": "The synthesized target face whose attributes the
                                "e.g. generated upstream); one image, or one per face image."})
 
 
-def setting_widgets() -> dict:
-    """One widget per InpaintSettings field; default, range and tooltip come from the dataclass."""
-    out = {}
-    for f in fields(InpaintSettings):
-        meta, d = f.metadata, f.default
-        if isinstance(d, bool):
-            out[f.name] = ("BOOLEAN", {"default": d, "tooltip": meta["help"]})
-        elif isinstance(d, str):
-            out[f.name] = ("STRING", {"default": d, "multiline": False, "tooltip": meta["help"]})
-        else:
-            spec = {"default": d, "min": meta["min"], "max": meta["max"], "tooltip": meta["help"]}
-            if isinstance(d, float):
-                spec["step"] = meta["step"] or 0.01
-            out[f.name] = ("INT" if isinstance(d, int) else "FLOAT", spec)
-    return out
-
-
 def _settings(kwargs: dict) -> InpaintSettings:
-    names = {f.name for f in fields(InpaintSettings)}
+    names = set(InpaintSettings.specs())
     return InpaintSettings(**{k: v for k, v in kwargs.items() if k in names}).validate()
 
 
@@ -63,10 +45,15 @@ class NullFaceInpaintLoader:
     RETURN_NAMES = ("inpaint_pipe",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = ("Loads Stable Diffusion 1.5 inpainting (9-channel UNet, models/checkpoints or models/diffusers) "
+                   "and, optionally, FaRL from models/farl, the attribute guidance's feature extractor. Needs nothing "
+                   "upstream; feeds the inpainting nodes.")
 
+    @cancellable
     def load(self, checkpoint, feature_extractor, device, precision, keep_loaded):
         features = None if feature_extractor == NO_FEATURES else _paths.resolve("farl", feature_extractor)
-        pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision)
+        pipe = load_inpaint_pipe(resolve_checkpoint(checkpoint), features, device=device, dtype=precision,
+                                 callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
@@ -82,12 +69,16 @@ class NullFaceInpaintAnonymize:
             "image": ("IMAGE", {"tooltip": "Aligned square face images (512x512 is best)."}),
             "mask": ("MASK", {"tooltip": "Region to repaint (1) and to keep (0), e.g. 'NullFace Face Region Mask' "
                                          "with face ticked; binarized at 0.5. Kept pixels come back unchanged."}),
-            "target": TARGET, **setting_widgets()}}
+            "target": TARGET, **widgets(InpaintSettings)}}
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
     FUNCTION = "anonymize"
     CATEGORY = CAT
+    SETTINGS = InpaintSettings
+    DESCRIPTION = ("Erases the masked region of aligned faces and repaints it with SD inpainting, pulled towards the "
+                   "target face's attributes at every step (papers/000); kept pixels come back unchanged. Needs "
+                   "'NullFace Load SD1.5 Inpainting + FaRL', a MASK (1 = repaint) and a target IMAGE.")
 
     @cancellable
     def anonymize(self, inpaint_pipe, image, mask, target, **kwargs):
@@ -108,9 +99,8 @@ class NullFaceInpaintPhoto:
             "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (the detector is used)."}),
             "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
             "target": TARGET,
-            "keep": ("STRING", {"default": "", "tooltip": "Regions each face keeps, comma separated: eyes, brows, "
-                                                          "nose, mouth. Empty = repaint the whole face region."}),
-            "on_failure": ON_FAILURE, "on_no_face": NO_FACE, "crop_size": CROP_SIZE, **setting_widgets()},
+            "keep": keep_widget(InpaintSettings),
+            "on_failure": ON_FAILURE, "on_no_face": NO_FACE, "crop_size": CROP_SIZE, **widgets(InpaintSettings)},
             "optional": {
                 "keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
                 "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
@@ -123,6 +113,11 @@ class NullFaceInpaintPhoto:
     RETURN_NAMES = ("image", "report", "faces_anonymized")
     FUNCTION = "anonymize"
     CATEGORY = CAT
+    SETTINGS = InpaintSettings
+    DESCRIPTION = ("The inpainting method on whole photos: every face detected, its face region (less the kept "
+                   "regions) repainted towards the target's attributes, pasted back; fails closed (on_failure). Needs "
+                   "'NullFace Load SD1.5 Inpainting + FaRL', 'NullFace Load Face Models' (detector) and a target "
+                   "IMAGE. Outputs a text report of every face.")
 
     @cancellable
     def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,

@@ -5,7 +5,7 @@ from ..nullface.faces.identity import load_face_models
 from ..nullface.models.sd15 import load_pipe
 
 from . import _memory, _paths
-from ._common import CATEGORY, FACE_MODELS, PIPE
+from ._common import CATEGORY, FACE_MODELS, PIPE, cancel_point, cancellable
 
 
 def checkpoint_choices() -> list[str]:
@@ -53,14 +53,16 @@ class NullFacePipeLoader:
     RETURN_NAMES = ("pipe",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
-    DESCRIPTION = ("Loads SD1.5 and IP-Adapter FaceID once; later runs reuse the loaded models. They join "
-                   "ComfyUI's model management, so its Unload/Free also unloads them.")
+    DESCRIPTION = ("Loads Stable Diffusion 1.5 (models/checkpoints or models/diffusers) and IP-Adapter FaceID SD1.5 "
+                   "(models/ipadapter) once, for NullFace's nodes; later runs reuse the loaded models. They join "
+                   "ComfyUI's model management, so its Unload/Free also unloads them. Needs nothing upstream.")
 
+    @cancellable
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
         in_comfy = _memory.available()
         # inside ComfyUI the weights are read on the CPU; load_models_gpu makes room and moves them on use
         pipe = load_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                         dtype=precision, offloaded=in_comfy)
+                         dtype=precision, offloaded=in_comfy, callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         if in_comfy:
             _memory.register(pipe)
@@ -94,6 +96,9 @@ class NullFaceFaceModelsLoader:
     RETURN_NAMES = ("face_models",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = ("Loads the face detector (insightface SCRFD from models/insightface/models/<pack>, or dlib as the "
+                   "offline fallback) and the ArcFace recognizer once. Needs nothing upstream; every node that "
+                   "finds or embeds faces takes its output.")
 
     def load(self, model_pack, provider, detector, score_threshold, min_face_size):
         return (load_face_models(_paths.insightface_root(), model_pack, detector=detector,
@@ -115,6 +120,8 @@ class NullFaceUnload:
     FUNCTION = "unload"
     CATEGORY = f"{CATEGORY}/loaders"
     OUTPUT_NODE = True
+    DESCRIPTION = ("Unloads the models of a NullFace pipe (RAM and GPU memory); they are read from disk again when "
+                   "a later node needs them. Needs the pipe; connect the final image to run it last.")
 
     def unload(self, pipe, image=None):
         pipe.unload()

@@ -8,37 +8,21 @@ from ..nullface.methods.nullface.pipeline import anonymize_face, decode, embed_i
 from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from ._common import CATEGORY, EMBEDS, FACE_MODELS, IDENTITY, INVERSION, PIPE, Progress, cancellable
+from .widgets import widget
 
-D = NullFaceSettings()   # the paper's defaults, shown as the widgets' defaults
+S = NullFaceSettings
+D = S()   # the paper's defaults
 
-
-def setting_widget(name: str, step: float | None = None, **extra) -> tuple:
-    """A widget for a NullFaceSettings field: default, range and tooltip come from the dataclass."""
-    spec = NullFaceSettings.spec(name)
-    integer = isinstance(spec["default"], int)
-    lo, hi = spec["min"], spec["max"]
-    if spec["positive"]:                                 # lo itself is refused: start one step above it
-        lo = lo + (step or 1)
-    opts = {"default": spec["default"], "min": lo, "max": hi if hi is not None else 0xFFFFFFFF,
-            "tooltip": spec["help"], **extra}
-    if step is not None:
-        opts["step"] = step
-    return ("INT" if integer else "FLOAT", opts)
-
-
-STEPS = setting_widget("steps")
-T_SKIP = setting_widget("t_skip")
-SEED = setting_widget("seed")
-IP_SCALE = setting_widget("ip_adapter_scale", 0.05)
-LAMBDA_CFG = setting_widget("lambda_cfg", 0.5)
-LAMBDA_ID = setting_widget("lambda_id", 0.05)
-MAX_ANGLE = setting_widget("max_angle", 1.0)
-MASK_DELAY = setting_widget("mask_delay", 0.01)
-PROMPT = ("STRING", {"default": "", "multiline": True,
-                     "tooltip": "Optional attribute prompt on the identity path, e.g. 'an elderly man'. "
-                                "Empty = the paper's method."})
-SOFT = ("BOOLEAN", {"default": False,
-                    "tooltip": "Off: binarize the mask at 0.5 (the paper). On: keep feathered edges (extension)."})
+STEPS = widget(S, "steps")
+T_SKIP = widget(S, "t_skip")
+SEED = widget(S, "seed")
+IP_SCALE = widget(S, "ip_adapter_scale")
+LAMBDA_CFG = widget(S, "lambda_cfg")
+LAMBDA_ID = widget(S, "lambda_id")
+MAX_ANGLE = widget(S, "max_angle")
+MASK_DELAY = widget(S, "mask_delay")
+PROMPT = widget(S, "prompt")
+SOFT = widget(S, "soft_mask")
 MASK_IN = ("MASK", {"tooltip": "Where to anonymize (1) and keep (0), at the image size. Empty = whole image."})
 
 
@@ -60,6 +44,9 @@ class NullFaceEmbedding:
     RETURN_NAMES = ("embeddings",)
     FUNCTION = "embed"
     CATEGORY = f"{CATEGORY}/method"
+    DESCRIPTION = ("The ArcFace identity e of the face in each image (the largest, or one by index). Needs "
+                   "'NullFace Load Face Models' upstream; feeds 'NullFace Negate Identity' or the Reverse "
+                   "Personalization Sampler. An image without a face stops with its name.")
 
     def embed(self, face_models, image, pick, face_index):
         return (embed_images(face_models, image, pick if pick == "largest" else face_index),)
@@ -72,16 +59,20 @@ class NullFaceNegateIdentity:
     def INPUT_TYPES(cls):
         return {"required": {"embeddings": (EMBEDS, {"tooltip": "From 'NullFace Face Embedding'."}),
                              "lambda_id": LAMBDA_ID, "max_angle": MAX_ANGLE,
-                             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
-                                              "tooltip": "Seed of the rotation (only with max_angle > 0)."})}}
+                             "seed": widget(S, "seed", tooltip="Seed of the rotation (only with max_angle > 0).")}}
 
     RETURN_TYPES = (IDENTITY,)
     RETURN_NAMES = ("identity",)
     FUNCTION = "negate"
     CATEGORY = f"{CATEGORY}/method"
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("c_id = -λ_id · e, the identity the sampler steers away from (optionally rotated by a seeded "
+                   "angle). Needs embeddings from 'NullFace Face Embedding'; feeds 'NullFace Dual-Path Identity "
+                   "Sampler' or 'NullFace Apply FaceID (native)'.")
 
     def negate(self, embeddings, lambda_id, max_angle, seed):
-        return (negate_identities(embeddings, lambda_id, max_angle, seed),)
+        s = NullFaceSettings(lambda_id=lambda_id, max_angle=max_angle, seed=seed).validate()
+        return (negate_identities(embeddings, s.lambda_id, s.max_angle, s.seed),)
 
 
 class NullFaceInversion:
@@ -98,6 +89,10 @@ class NullFaceInversion:
     RETURN_NAMES = ("inversion",)
     FUNCTION = "invert"
     CATEGORY = f"{CATEGORY}/method"
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("Edit-friendly DDPM inversion of each aligned face (only the T - T_skip steps the sampler "
+                   "uses). Needs the pipe from 'NullFace Load SD1.5 + FaceID'; one inversion can be sampled "
+                   "many times by 'NullFace Dual-Path Identity Sampler'.")
 
     @cancellable
     def invert(self, pipe, image, steps, t_skip, seed, ip_adapter_scale=D.ip_adapter_scale):
@@ -123,6 +118,10 @@ class NullFaceSampler:
     RETURN_NAMES = ("image", "latent")
     FUNCTION = "sample"
     CATEGORY = f"{CATEGORY}/method"
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("Eq. 3: λ_cfg · ε(c_id) + (1 - λ_cfg) · ε(∅) over the inverted noise maps, and eq. 4: the "
+                   "region mask M after mask_delay. Needs the pipe, an inversion ('NullFace DDPM Inversion') and "
+                   "an identity ('NullFace Negate Identity'); the optional MASK comes from 'NullFace Region Mask'.")
 
     @cancellable
     def sample(self, pipe, inversion, identity, lambda_cfg, ip_adapter_scale, mask_delay, prompt, soft_mask,
@@ -130,9 +129,9 @@ class NullFaceSampler:
         s = NullFaceSettings(steps=inversion.steps, t_skip=inversion.t_skip, lambda_cfg=lambda_cfg,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, prompt=prompt,
                              soft_mask=soft_mask).validate()
-        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion),
-                                 Progress(s.sample_steps * inversion.batch))
-        images = decode(pipe, latents)
+        progress = Progress(s.sample_steps * inversion.batch)
+        latents = sample_latents(pipe, inversion, identity, s, _fit_mask(mask, inversion), progress)
+        images = decode(pipe, latents, progress)
         _release(pipe)
         # ComfyUI LATENTs are unscaled VAE latents
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
@@ -161,7 +160,9 @@ class NullFaceRegionMask:
     RETURN_NAMES = ("anonymize_mask",)
     FUNCTION = "prepare"
     CATEGORY = f"{CATEGORY}/method"
-    DESCRIPTION = "Output: 1 = anonymize, 0 = keep (the paper's M)."
+    DESCRIPTION = ("Turns any ComfyUI MASK (e.g. 'NullFace Face Region Mask' or a segmentation node) into the "
+                   "paper's M: 1 = anonymize, 0 = keep; inverts a keep-mask, grows/shrinks, feathers, combines "
+                   "two masks. Feeds the sampler's or the guider's mask input.")
 
     def prepare(self, mask, mask_means, grow, feather, combine, mask_b=None):
         m = mask[None] if mask.ndim == 2 else mask
@@ -189,6 +190,10 @@ class NullFaceAnonymize:
     RETURN_NAMES = ("image",)
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("The whole NullFace method on aligned square faces in one node: embed, negate, invert, sample "
+                   "(eqs. 3-4), decode. Needs 'NullFace Load SD1.5 + FaceID' and 'NullFace Load Face Models'; "
+                   "for whole photos use 'NullFace Anonymize Photo'.")
 
     @cancellable
     def anonymize(self, pipe, face_models, image, steps, t_skip, lambda_cfg, lambda_id, ip_adapter_scale,

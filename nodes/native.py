@@ -19,6 +19,7 @@ from ..nullface.methods.nullface.settings import NullFaceSettings
 
 from . import _paths
 from ._common import cancellable, CATEGORY, IDENTITY, step_callback
+from .widgets import widget, widgets
 
 log = logging.getLogger("nullface")
 
@@ -41,6 +42,9 @@ def _require_faceid(model, node: str) -> None:
     if not has_faceid(model):
         raise ValueError(f"{node}: the MODEL has no NullFace FaceID patch; connect it through "
                          "'NullFace Apply FaceID (native)' (without it nothing would be anonymized)")
+    problem = N.prediction_problem(model.get_model_object("model_sampling"))
+    if problem:
+        raise ValueError(f"{node}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------- FaceID patch
@@ -128,8 +132,7 @@ class NullFaceApplyFaceID:
                 "tooltip": "IP-Adapter FaceID for SD1.5 (ip-adapter-faceid_sd15.bin) from models/ipadapter."}),
             "identity": (IDENTITY, {"tooltip": "From 'NullFace Negate Identity': c_id for the conditional path; "
                                                "the unconditional path gets the null identity."}),
-            "ip_adapter_scale": ("FLOAT", {"default": D.ip_adapter_scale, "min": 0.0, "max": 2.0, "step": 0.05,
-                                           "tooltip": "IP-Adapter scale λ_img on both paths (paper: 1.0)."}),
+            "ip_adapter_scale": widget(NullFaceSettings, "ip_adapter_scale"),
             "lora_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
                                         "tooltip": "Strength of FaceID's own LoRA; 1.0 is what the method (and "
                                                    "diffusers' load_ip_adapter) applies."}),
@@ -139,10 +142,15 @@ class NullFaceApplyFaceID:
     RETURN_NAMES = ("model",)
     FUNCTION = "apply"
     CATEGORY = NATIVE
-    DESCRIPTION = "Patches a core MODEL with IP-Adapter FaceID for NullFace (a clone: the input is unchanged)."
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("Patches a core SD1.5 MODEL (e.g. from Load Checkpoint) with IP-Adapter FaceID for NullFace: its "
+                   "LoRA and the identity attention, c_id from 'NullFace Negate Identity' on the conditional path "
+                   "and the null identity on the other. A clone: the input MODEL is unchanged. Feeds 'NullFace "
+                   "Inversion (native sampler)' and 'NullFace Guider'.")
 
     def apply(self, model, faceid, identity, ip_adapter_scale, lora_strength):
         import os
+        NullFaceSettings(ip_adapter_scale=ip_adapter_scale).validate()   # 0: the identity never reaches the UNet
         path = _paths.resolve("ipadapter", faceid)           # ComfyUI caches this node's output, not us
         sd = read_faceid(path)
         return (apply_faceid(model, sd, identity.vectors, ip_adapter_scale, lora_strength, os.path.basename(path)),)
@@ -220,6 +228,14 @@ def _classes():
         def set_nullface(self, mask, mask_delay: float, soft_mask: bool):
             self.mask, self.mask_delay, self.soft_mask = mask, float(mask_delay), bool(soft_mask)
 
+        def sample(self, noise, latent_image, sampler, sigmas, *args, **kwargs):
+            if not getattr(sampler, "nullface_replay", False):
+                raise ValueError("NullFace Guider: connect the SAMPLER of 'NullFace Inversion (native sampler)' "
+                                 f"to SamplerCustomAdvanced (got {type(sampler).__name__}): only its replay of the "
+                                 "inverted noise maps is the method; a core sampler such as euler would return "
+                                 "another face without anonymizing it as NullFace does")
+            return super().sample(noise, latent_image, sampler, sigmas, *args, **kwargs)
+
         def predict_noise(self, x, timestep, model_options={}, seed=None):
             cond, uncond = comfy.samplers.calc_cond_batch(
                 self.inner_model, [self.conds.get("positive"), self.conds.get("negative")], x, timestep,
@@ -271,25 +287,18 @@ class NullFaceNativeInversion:
             "negative": ("CONDITIONING", {"tooltip": "The null path's text: CLIP Text Encode with an empty prompt "
                                                      "(the method)."}),
             "latent": ("LATENT", {"tooltip": "The face from VAE Encode (aligned square faces, 512x512 is best)."}),
-            "steps": ("INT", {"default": D.steps, "min": 1, "max": 1000,
-                              "tooltip": "T, the number of DDPM steps (paper: 100)."}),
-            "t_skip": ("INT", {"default": D.t_skip, "min": 0, "max": 1000,
-                               "tooltip": "T_skip: the first T_skip steps are skipped; the last T - T_skip run "
-                                          "(paper: 70)."}),
-            "seed": ("INT", {"default": D.seed, "min": 0, "max": 0xFFFFFFFF,
-                             "tooltip": "Seed of the inversion noise (drawn on the CPU: the engine's noise)."}),
-        }, "optional": {
-            "inversion_batch": ("INT", {"default": D.inversion_batch, "min": 0, "max": 64,
-                                        "tooltip": "UNet evaluations per call while inverting (memory vs speed only; "
-                                                   "same result); 0 = auto: 1 on the CPU, 8 on a GPU."}),
-        }}
+            **widgets(NullFaceSettings, "steps", "t_skip", "seed",
+                      seed="Seed of the inversion noise (drawn on the CPU: the engine's noise)."),
+        }, "optional": widgets(NullFaceSettings, "inversion_batch")}
 
     RETURN_TYPES = ("LATENT", "SIGMAS", "SAMPLER")
     RETURN_NAMES = ("latent", "sigmas", "sampler")
     FUNCTION = "invert"
     CATEGORY = NATIVE
-    DESCRIPTION = ("Inverts the face on the null path. Connect all three outputs to SamplerCustomAdvanced, with "
-                   "'Disable Noise' as its noise and 'NullFace Guider' as its guider.")
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("Inverts the face (VAE Encode of an aligned face) on the null path of a MODEL from 'NullFace "
+                   "Apply FaceID (native)'. Connect all three outputs to SamplerCustomAdvanced, with 'Disable Noise' "
+                   "as its noise and 'NullFace Guider' as its guider.")
 
     @cancellable
     def invert(self, model, negative, latent, steps, t_skip, seed, inversion_batch=D.inversion_batch):
@@ -309,16 +318,7 @@ class NullFaceGuiderNode:
             "positive": ("CONDITIONING", {"tooltip": "The identity path's text: an empty prompt (the method), or an "
                                                      "attribute prompt such as 'an elderly man'."}),
             "negative": ("CONDITIONING", {"tooltip": "The null path's text: an empty prompt (the method)."}),
-            "lambda_cfg": ("FLOAT", {"default": D.lambda_cfg, "min": 0.0, "max": 30.0, "step": 0.5,
-                                     "tooltip": "λ_cfg, identity guidance (eq. 3). Higher = more anonymous, 20+ "
-                                                "loses realism (paper: 10)."}),
-            "mask_delay": ("FLOAT", {"default": round(DEFAULT_DELAY, 4), "min": 0.0, "max": 1.0, "step": 0.01,
-                                     "round": 0.0001,
-                                     "tooltip": "Fraction of the running steps before the mask applies (eq. 4; "
-                                                "paper: 1/3 = 10 of 30 steps)."}),
-            "soft_mask": ("BOOLEAN", {"default": D.soft_mask,
-                                      "tooltip": "Off: binarize the mask at 0.5 (the paper). On: keep feathered "
-                                                 "edges (extension)."}),
+            **widgets(NullFaceSettings, "lambda_cfg", "mask_delay", "soft_mask"),
         }, "optional": {
             "mask": ("MASK", {"tooltip": "Where to anonymize (1) and keep (0), at the image size. Empty = whole "
                                          "image."}),
@@ -328,8 +328,14 @@ class NullFaceGuiderNode:
     RETURN_NAMES = ("guider",)
     FUNCTION = "get_guider"
     CATEGORY = NATIVE
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("Eq. 3 (cfg = λ_cfg between positive = c_id and negative = ∅) and, after mask_delay, eq. 4 with "
+                   "the region mask, as a GUIDER for SamplerCustomAdvanced. Needs the MODEL from 'NullFace Apply "
+                   "FaceID (native)' and empty-prompt conditionings; sample with the SAMPLER of 'NullFace Inversion "
+                   "(native sampler)'.")
 
     def get_guider(self, model, positive, negative, lambda_cfg, mask_delay, soft_mask, mask=None):
+        NullFaceSettings(lambda_cfg=lambda_cfg, mask_delay=mask_delay, soft_mask=soft_mask).validate()
         _require_faceid(model, "NullFace Guider")
         guider = _classes()["NullFaceGuider"](model)
         guider.set_conds(positive, negative)

@@ -16,6 +16,7 @@ from ..nullface.methods.nullface.settings import NullFaceSettings
 from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable, images_to_numpy,
                       masks_to_numpy, numpy_to_images)
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP, _release
+from .widgets import keep_widget
 
 log = logging.getLogger("nullface")
 CROPS = "NULLFACE_CROPS"
@@ -53,6 +54,9 @@ class NullFaceDetectFaces:
                        "anonymized: they stay as they are; listed in the log with box and reason).")
     FUNCTION = "detect"
     CATEGORY = CAT
+    DESCRIPTION = ("Finds every face in each image with the detector of 'NullFace Load Face Models' (its score "
+                   "threshold and minimum size apply; smaller faces are counted as ignored and listed in the log). "
+                   "Feeds 'NullFace Crop Faces'.")
 
     def detect(self, face_models, image, on_no_face):
         faces = detect_batch(images_to_numpy(image), face_models.detector, on_no_face)
@@ -75,6 +79,9 @@ class NullFaceCropFaces:
     RETURN_NAMES = ("crops", "crop_info")
     FUNCTION = "crop"
     CATEGORY = CAT
+    DESCRIPTION = ("Aligned square crops (FFHQ framing at zoom 1.0) of every face found by 'NullFace Detect Faces', "
+                   "as one batch, largest face first. Anonymize the crops with any method's aligned-face node, then "
+                   "'NullFace Paste Faces' puts them back using crop_info.")
 
     def crop(self, image, faces, crop_size, zoom):
         arrays = images_to_numpy(image)
@@ -94,7 +101,8 @@ class NullFaceFaceRegionMask:
     @classmethod
     def INPUT_TYPES(cls):
         req = {"crop_info": (CROPS, {"tooltip": "From 'NullFace Crop Faces'."})}
-        req.update({r: ("BOOLEAN", {"default": r in ("eyes", "mouth"), "tooltip": REGION_TIPS[r]}) for r in REGIONS})
+        req.update({r: ("BOOLEAN", {"default": r in NullFaceSettings.KEEP, "tooltip": REGION_TIPS[r]})
+                    for r in REGIONS})
         req["grow"] = ("INT", {"default": 0, "min": -128, "max": 128,
                                "tooltip": "Grow (+) / shrink (-) the regions all around, pixels."})
         req["feather"] = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 128.0, "step": 0.5,
@@ -109,7 +117,9 @@ class NullFaceFaceRegionMask:
     RETURN_NAMES = ("mask",)
     FUNCTION = "mask"
     CATEGORY = CAT
-    DESCRIPTION = "Feed it to 'NullFace Region Mask' with mask_means = keep to keep these regions visible."
+    DESCRIPTION = ("Masks of the ticked facial regions from each face's landmarks (white = the regions), per crop "
+                   "or per photo. Needs crop_info from 'NullFace Crop Faces'. Feed it to 'NullFace Region Mask' "
+                   "with mask_means = keep to keep these regions visible.")
 
     def mask(self, crop_info, grow, feather, space="crop", image=None, **regions):
         names = [r for r in REGIONS if regions.get(r)]
@@ -145,6 +155,9 @@ class NullFacePasteFaces:
     RETURN_NAMES = ("image",)
     FUNCTION = "paste"
     CATEGORY = CAT
+    DESCRIPTION = ("Pastes the anonymized crops back into the original images with a feathered seam inside each "
+                   "face region; every pixel outside the faces stays identical. Needs the images and crop_info "
+                   "of 'NullFace Crop Faces', and the crops in the same order.")
 
     def paste(self, image, crop_info, anonymized_crops):
         arrays = images_to_numpy(image)
@@ -166,10 +179,7 @@ class NullFaceAnonymizePhoto:
         req = {"pipe": (PIPE, {"tooltip": "From 'NullFace Load SD1.5 + FaceID'."}),
                "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models' (detector + ArcFace)."}),
                "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
-               "keep": ("STRING", {"default": ",".join(PhotoOptions().keep),
-                                   "tooltip": "Regions each face keeps visible, comma separated: eyes, brows, nose, "
-                                              "mouth, skin, face. 'none' = anonymize the whole face. Default: "
-                                              "eyes and mouth, the paper's comparison setup."}),
+               "keep": keep_widget(NullFaceSettings),
                "on_failure": ON_FAILURE, "on_no_face": NO_FACE,
                "steps": STEPS, "t_skip": T_SKIP, "lambda_cfg": LAMBDA_CFG, "lambda_id": LAMBDA_ID,
                "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}
@@ -193,6 +203,10 @@ class NullFaceAnonymizePhoto:
                        "report); 0 when every detected face was handled.")
     FUNCTION = "anonymize"
     CATEGORY = CATEGORY
+    SETTINGS = NullFaceSettings
+    DESCRIPTION = ("NullFace on whole photos: detects every face, anonymizes each with its own identity (keeping the "
+                   "chosen regions), pastes it back, and fails closed (on_failure). Needs 'NullFace Load SD1.5 + "
+                   "FaceID' and 'NullFace Load Face Models'. Outputs a text report of every face.")
 
     @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,

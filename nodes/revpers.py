@@ -5,30 +5,20 @@ from __future__ import annotations
 from ..nullface.methods.revpers import pipeline as R
 from ..nullface.privacy.photo import PhotoOptions
 from ..nullface.methods.nullface.pipeline import embed_images
-from ..nullface.methods.revpers.pipeline import ReversePersonalizationSettings as RS
+from ..nullface.methods.revpers.settings import ReversePersonalizationSettings as RS
 from ..nullface.models.sdxl import load_revpers_pipe
 
 from . import _memory, _paths
 from .loaders import checkpoint_choices, resolve_checkpoint, runtime_inputs
 from .method import _count, _release
 from .photo import NO_FACE, ON_FAILURE, photo_audit, photo_batch
-from ._common import (cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
+from ._common import (cancel_point, cancellable, CATEGORY, EMBEDS, FACE_MODELS, images_to_numpy, masks_to_numpy,
                       numpy_to_images, step_callback)
+from .widgets import keep_widget, widgets
 
 RP_PIPE = "REVPERS_PIPE"               # SDXL + IP-Adapter FaceID SDXL (nullface.models.sdxl.SDXLPipe)
 RP_INVERSION = "REVPERS_INVERSION"     # nullface.methods.revpers.pipeline.RevPersInversion
 CAT = f"{CATEGORY}/reverse personalization"
-_KIND = {int: "INT", float: "FLOAT", str: "STRING"}
-
-
-def widget(name: str, **override):
-    """A ComfyUI widget built from the settings dataclass (default, range, help live there)."""
-    spec = dict(RS.spec(name), **override)
-    opts = {"default": spec["default"], "tooltip": spec["help"]}
-    opts.update({k: spec[k] for k in ("min", "max", "step") if k in spec})
-    if isinstance(spec["default"], str):
-        opts["multiline"] = True
-    return (_KIND[type(spec["default"])], opts)
 
 
 PIPE_IN = (RP_PIPE, {"tooltip": "From 'Reverse Personalization Load SDXL + FaceID'."})
@@ -53,10 +43,13 @@ class RevPersLoader:
     RETURN_NAMES = ("pipe",)
     FUNCTION = "load"
     CATEGORY = f"{CATEGORY}/loaders"
+    DESCRIPTION = ("Loads SDXL base 1.0 (models/checkpoints or models/diffusers) and IP-Adapter FaceID SDXL with its "
+                   "LoRA (models/ipadapter) once, for every Reverse Personalization node. Needs nothing upstream.")
 
+    @cancellable
     def load(self, checkpoint, faceid, device, precision, keep_loaded):
         pipe = load_revpers_pipe(resolve_checkpoint(checkpoint), _paths.resolve("ipadapter", faceid), device=device,
-                                 dtype=precision)
+                                 dtype=precision, callback=cancel_point)
         pipe.keep_loaded = bool(keep_loaded)
         _memory.register(pipe)            # inside ComfyUI: its Unload/Free unloads this pipe too
         return (pipe,)
@@ -69,14 +62,16 @@ class RevPersInversion:
     def INPUT_TYPES(cls):
         return {"required": {"pipe": PIPE_IN,
                              "image": ("IMAGE", {"tooltip": "Aligned square face images (1024x1024 is best)."}),
-                             "steps": widget("steps"), "skip": widget("skip"),
-                             "guidance_scale": widget("guidance_scale"), "ip_adapter_scale": widget("ip_adapter_scale"),
-                             "seed": widget("seed")}}
+                             **widgets(RS, "steps", "skip", "guidance_scale", "ip_adapter_scale", "seed")}}
 
     RETURN_TYPES = (RP_INVERSION,)
     RETURN_NAMES = ("inversion",)
     FUNCTION = "invert"
     CATEGORY = CAT
+    SETTINGS = RS
+    DESCRIPTION = ("Null-identity DPM-Solver++ inversion of aligned faces: the noise maps that replay each image. "
+                   "Needs the pipe of 'Reverse Personalization Load SDXL + FaceID'; sample it as often as you like "
+                   "with 'Reverse Personalization Sampler'.")
 
     @cancellable
     def invert(self, pipe, image, steps, skip, guidance_scale, ip_adapter_scale, seed):
@@ -96,22 +91,25 @@ class RevPersSampler:
                              "inversion": (RP_INVERSION, {"tooltip": "From 'Reverse Personalization Inversion'."}),
                              "embeddings": (EMBEDS, {"tooltip": "From 'NullFace Face Embedding (ArcFace)': the "
                                                                 "identity to steer away from, one per image."}),
-                             "guidance_scale": widget("guidance_scale"), "id_scale": widget("id_scale"),
-                             "prompt": widget("prompt")}}
+                             **widgets(RS, "guidance_scale", "id_scale", "prompt")}}
 
     RETURN_TYPES = ("IMAGE", "LATENT")
     RETURN_NAMES = ("image", "latent")
     FUNCTION = "sample"
     CATEGORY = CAT
-    DESCRIPTION = ("Use the inversion's guidance scale to keep the replay exact; other values sample a "
-                   "variant from the same inversion.")
+    SETTINGS = RS
+    DESCRIPTION = ("Negative identity guidance (w < 0) away from each face's ArcFace identity, with an optional "
+                   "attribute prompt, over the inversion's noise maps. Needs the pipe, an inversion ('Reverse "
+                   "Personalization Inversion') and embeddings ('NullFace Face Embedding'). Use the inversion's "
+                   "guidance scale to keep the replay exact; other values sample a variant.")
 
     @cancellable
     def sample(self, pipe, inversion, embeddings, guidance_scale, id_scale, prompt):
         RS(guidance_scale=guidance_scale, id_scale=id_scale, prompt=prompt).validate()
+        progress = step_callback(inversion.settings.steps * inversion.batch)
         latents, _ = R.sample_latents(pipe, inversion, R.identity_vectors(embeddings, id_scale), guidance_scale,
-                                      prompt, step_callback(inversion.settings.steps * inversion.batch))
-        images = R.decode(pipe, latents)
+                                      prompt, progress)
+        images = R.decode(pipe, latents, progress)
         _release(pipe)
         return (images, {"samples": latents.cpu() / pipe.vae_scale})
 
@@ -132,13 +130,17 @@ class RevPersAnonymize:
         req = {"pipe": PIPE_IN, "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
                "image": ("IMAGE", {"tooltip": "Aligned square faces (1024x1024 is best); use 'Reverse "
                                               "Personalization Anonymize Photo' for whole photos."})}
-        req.update({n: widget(n) for n in _COMMON})
+        req.update(widgets(RS, *_COMMON))
         return {"required": req}
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
     FUNCTION = "anonymize"
     CATEGORY = CAT
+    SETTINGS = RS
+    DESCRIPTION = ("Reverse Personalization of aligned square faces in one node: embed, invert, sample, decode. Needs "
+                   "'Reverse Personalization Load SDXL + FaceID' and 'NullFace Load Face Models'; for whole photos "
+                   "use 'Reverse Personalization Anonymize Photo'.")
 
     @cancellable
     def anonymize(self, pipe, face_models, image, **kw):
@@ -156,11 +158,9 @@ class RevPersAnonymizePhoto:
     def INPUT_TYPES(cls):
         req = {"pipe": PIPE_IN, "face_models": (FACE_MODELS, {"tooltip": "From 'NullFace Load Face Models'."}),
                "image": ("IMAGE", {"tooltip": "Photos of any size with any number of faces."}),
-               "keep": ("STRING", {"default": "", "tooltip": "Regions each face keeps from the input (blended back "
-                                                             "in pixels; the method has no mask of its own), e.g. "
-                                                             "eyes,mouth. Empty = the whole face (the method)."}),
+               "keep": keep_widget(RS, " Kept regions are blended back in pixels (the method has no mask)."),
                "on_failure": ON_FAILURE, "on_no_face": NO_FACE}
-        req.update({n: widget(n) for n in _COMMON + ("crop_size",)})
+        req.update(widgets(RS, *_COMMON, "crop_size"))
         return {"required": req,
                 "optional": {"keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
                              "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
@@ -174,6 +174,10 @@ class RevPersAnonymizePhoto:
     RETURN_NAMES = ("image", "report", "faces_anonymized", "faces_ignored")
     FUNCTION = "anonymize"
     CATEGORY = CAT
+    SETTINGS = RS
+    DESCRIPTION = ("Reverse Personalization on whole photos: every face detected, anonymized with its own identity, "
+                   "pasted back; fails closed (on_failure). Needs 'Reverse Personalization Load SDXL + FaceID' and "
+                   "'NullFace Load Face Models'. Outputs a text report of every face.")
 
     @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=1,

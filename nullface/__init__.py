@@ -8,7 +8,7 @@ The engine has no ComfyUI imports. Main entry points:
 - ``nullface.methods.nullface.settings.NullFaceSettings``: the method's parameters (paper defaults).
 - ``nullface.methods.inpaint.pipeline``: the second method, SD1.5 inpainting with attribute guidance (papers/000):
   ``load_inpaint_pipe``, ``anonymize_inpaint``, ``inpaint_crop_anonymizer``; settings in
-  ``nullface.methods.inpaint.sampler.InpaintSettings``, the gradient correction in ``nullface.methods.inpaint.guidance``.
+  ``nullface.methods.inpaint.settings.InpaintSettings``, the gradient correction in ``nullface.methods.inpaint.guidance``.
 """
 
 __version__ = "0.1.0"

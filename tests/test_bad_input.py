@@ -63,6 +63,17 @@ def cli(*argv):
     (["--steps", "10", "--t-skip", "20"], "t_skip"),
     (["--audit-threshold", "nan"], "--audit-threshold"),
     (["--audit-threshold", "-1"], "--audit-threshold"),
+    # issue 14, item 1: Reverse Personalization settings that anonymize nothing, or steer towards the identity
+    (["--method", "revpers", "--guidance-scale", "0"], "--guidance-scale"),
+    (["--method", "revpers", "--guidance-scale", "1"], "--guidance-scale"),
+    (["--method", "revpers", "--guidance-scale", "5"], "--guidance-scale"),
+    (["--method", "revpers", "--guidance-scale", "nan"], "--guidance-scale"),
+    (["--method", "revpers", "--id-scale", "0"], "--id-scale"),
+    (["--method", "revpers", "--ip-scale", "0"], "--ip-scale"),
+    (["--method", "revpers", "--steps", "0"], "--steps"),
+    (["--lambda-cfg", "nan"], "--lambda-cfg"),
+    (["--method", "inpaint", "--start-t", "500"], "start_t"),
+    (["--method", "inpaint", "--inpaint-guidance-scale", "inf"], "--inpaint-guidance-scale"),
 ])
 def test_bad_options_exit_2_before_any_model(photo_dir, tmp_path, capsys, no_models, flags, words):
     assert cli(photo_dir, "-o", tmp_path / "out", *flags) == 2
@@ -189,8 +200,8 @@ def test_animated_gif_is_refused_per_file_and_every_file_is_listed(tmp_path, ast
     assert files["anim.gif"]["status"] == "error" and "animated" in files["anim.gif"]["error"]
     assert "2 frames" in files["anim.gif"]["error"] and not list(out.glob("anim.*"))
     assert files["still.gif"]["status"] == "done" and (out / "still.png").is_file()
-    assert set(report["skipped"]) == {str(src / "notes.txt"), str(src / "photo.heic")}
-    assert "not an image" in report["skipped"][str(src / "notes.txt")]
+    assert set(report["skipped"]) == {"notes.txt", "photo.heic"}          # relative to the input root
+    assert "not an image" in report["skipped"]["notes.txt"]
     assert len(calls) == 2                                                   # the animation never ran
     assert "Traceback" not in capsys.readouterr().err
     # named directly, with the format kept: the same clear error, nothing written
@@ -311,7 +322,7 @@ def test_output_formats_carry_no_metadata(jpeg_dir, tmp_path, fmt, names):
     for name in names:
         _assert_clean(out / name)
     report = json.loads((out / "report.json").read_text())
-    assert report["files"]["p.jpg"]["output"] == str(out / names[1])
+    assert report["files"]["p.jpg"]["output"] == names[1]                   # relative to OUTDIR
     assert fake_run(jpeg_dir, "-o", out, "--format", fmt, "--quality", "80") == 0   # resumes: all done
     assert json.loads((out / "report.json").read_text())["files"] == report["files"]
 
@@ -330,16 +341,46 @@ def test_two_inputs_one_output_name(tmp_path, astronaut):
     assert fake_run(src, "-o", tmp_path / "out2", "--format", "same") == 0
 
 
-# ------------------------------------------------------------------------------ one default everywhere
-def test_one_keep_default_everywhere():
-    from nullface.privacy.photo import PhotoOptions
-    from nullface.faces.regions import DEFAULT_KEEP, parse_regions
-    from tests.conftest import pack_module
-    assert PhotoOptions().keep == DEFAULT_KEEP == ("eyes", "mouth")
-    assert parse_regions(parse("x", "-o", "y").keep) == DEFAULT_KEEP
+# ------------------------------------------------------------------------------ one keep default per method
+def test_one_keep_default_per_method_in_cli_nodes_and_api():
+    """Each method states its kept regions once (its settings' KEEP, from its paper); the CLI, the photo nodes
+    and the photo API read them. Before, the revpers and inpaint nodes kept nothing while the CLI kept eyes,mouth."""
+    from types import SimpleNamespace
+    from nullface.commands.methods import METHODS
+    from nullface.faces.regions import parse_regions
+    from nullface.methods.inpaint.pipeline import inpaint_crop_anonymizer
+    from nullface.methods.nullface.pipeline import crop_anonymizer
+    from nullface.methods.revpers.pipeline import crop_anonymizer as revpers_anonymizer
+    from nullface.privacy.photo import PhotoOptions, anonymize_photo
+    from tests.conftest import load_pack
+    classes = {k: m.settings_cls() for k, m in METHODS.items()}
+    assert {k: c.KEEP for k, c in classes.items()} == {"nullface": ("eyes", "mouth"), "revpers": (), "inpaint": ()}
+    nodes = load_pack().NODE_CLASS_MAPPINGS
+    photo_nodes = {"nullface": "NullFaceAnonymizePhoto", "revpers": "RevPersAnonymizePhoto",
+                   "inpaint": "NullFaceInpaintPhoto"}
+    arcface = SimpleNamespace(arcface=object())
+    engines = {"nullface": lambda s: crop_anonymizer(None, arcface, s),
+               "revpers": lambda s: revpers_anonymizer(None, arcface, s),
+               "inpaint": lambda s: inpaint_crop_anonymizer(None, None, s)}
+    for method, cls in classes.items():
+        assert cmd._options(parse("x", "-o", "y", "--method", method)).keep == cls.KEEP                # CLI
+        node = nodes[photo_nodes[method]].INPUT_TYPES()["required"]["keep"][1]["default"]
+        assert parse_regions(node) == cls.KEEP                                                         # node
+        assert engines[method](cls()).keep == cls.KEEP                                                 # API
+    assert cmd._options(parse("x", "-o", "y", "--method", "revpers", "--keep", "eyes")).keep == ("eyes",)
     assert cmd._options(parse("x", "-o", "y", "--keep", "none")).keep == ()
-    node = pack_module("nodes.photo").NullFaceAnonymizePhoto.INPUT_TYPES()["required"]["keep"][1]["default"]
-    assert parse_regions(node) == DEFAULT_KEEP
+    assert PhotoOptions().keep is None               # the API's default: the anonymizer's method decides
+
+    def spy(image, crops):
+        m = crops[0].mask                            # None: the whole crop is anonymized
+        seen.append(1.0 if m is None else float(np.mean(m)))
+        return [255 - c.image for c in crops]
+    seen = []
+    spy.keep = classes["nullface"].KEEP
+    anonymize_photo(fd.image("astronaut"), fd.FixedDetector(fd.faces("astronaut")[:1]), spy, PhotoOptions())
+    spy.keep = classes["revpers"].KEEP
+    anonymize_photo(fd.image("astronaut"), fd.FixedDetector(fd.faces("astronaut")[:1]), spy, PhotoOptions())
+    assert seen[0] < seen[1]                         # NullFace keeps its eyes and mouth, revpers the whole face
 
 
 def test_main_turns_late_errors_and_ctrl_c_into_one_line(monkeypatch, capsys):

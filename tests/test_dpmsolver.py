@@ -1,6 +1,7 @@
 """DPM-Solver++(2M) SDE and its inversion, on a fake noise predictor (pure tensor math)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nullface.diffusion.dpmsolver import (dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps, noised_latents,
@@ -22,18 +23,22 @@ def test_timesteps_are_the_references_linspace():
     assert linspace_timesteps(50, 0.0)[0] == 999
 
 
-def test_inversion_noise_maps_replay_the_input_exactly():
-    sched = dpm_schedule(linspace_timesteps(20, 0.7))
+@pytest.mark.parametrize("steps", [6, 20, 50])
+def test_inversion_noise_maps_replay_the_input_exactly(steps):
+    sched = dpm_schedule(linspace_timesteps(steps, 0.7))
     x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     model = fake_model(sched)
-    inv = invert_dpmpp_2m_sde(model, x0, sched, seed=3, batch=5)
-    seen = []
+    walked, seen = [], []
+    inv = invert_dpmpp_2m_sde(model, x0, sched, seed=3, callback=lambda d: walked.append(d["x"]))
     out = sample_dpmpp_2m_sde(model, inv.x_start, inv.zs, sched, callback=lambda d: seen.append(d["x"]))
-    assert torch.allclose(out, x0, atol=1e-5)
+    for a, b in zip(walked, seen):                   # every latent of the replay is the inversion's, bit for bit
+        assert torch.equal(a, b)
+    assert len(walked) == len(seen) == steps
+    assert torch.allclose(out, x0, atol=1e-6, rtol=0), (out - x0).abs().max()   # one float rounding away
     xs = noised_latents(x0, sched, 3)
-    for i in range(sched.steps - 1):                  # every intermediate latent is replayed too
+    for i in range(sched.steps - 1):                  # the corrected latents are the noised ones, up to rounding
         assert torch.allclose(seen[i], xs[i + 1], atol=1e-5)
-    assert inv.unet_evals == 2 * 20
+    assert torch.equal(inv.x_start, xs[0]) and inv.unet_evals == 2 * steps
 
 
 def test_another_model_at_sampling_changes_the_result():
@@ -45,13 +50,22 @@ def test_another_model_at_sampling_changes_the_result():
     assert (out - x0).abs().max() > 1e-2
 
 
-def test_batching_does_not_change_the_noise_maps():
+def test_replay_calls_the_model_with_the_inversions_inputs():
+    """The inversion evaluates the model where the replay will: same latents, same steps, same batch rows."""
     sched = dpm_schedule(linspace_timesteps(9, 0.5))
     x0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(2))
-    model = fake_model(sched)
-    a = invert_dpmpp_2m_sde(model, x0, sched, seed=5, batch=1)
-    b = invert_dpmpp_2m_sde(model, x0, sched, seed=5, batch=64)
-    assert torch.allclose(a.zs, b.zs, atol=1e-6) and torch.equal(a.x_start, b.x_start)
+    model, calls = fake_model(sched), {"invert": [], "sample": []}
+
+    def recording(phase):
+        def m(x, i):
+            calls[phase].append((x.clone(), i.clone()))
+            return model(x, i)
+        return m
+    inv = invert_dpmpp_2m_sde(recording("invert"), x0, sched, seed=5)
+    sample_dpmpp_2m_sde(recording("sample"), inv.x_start, inv.zs, sched)
+    assert len(calls["invert"]) == len(calls["sample"]) == 9
+    for (xa, ia), (xb, ib) in zip(calls["invert"], calls["sample"]):
+        assert xa.shape[0] == 2 and torch.equal(xa, xb) and torch.equal(ia, ib)
 
 
 def test_sampler_equals_diffusers_sde_dpmsolver_pp_2m():

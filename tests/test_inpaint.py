@@ -9,7 +9,8 @@ import torch
 
 from nullface.methods.inpaint.guidance import attribute_gradient, corrected_step, feature_loss
 from nullface.errors import InputError, ModelFileError
-from nullface.methods.inpaint.sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
+from nullface.methods.inpaint.settings import InpaintSettings
+from nullface.methods.inpaint.sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from nullface.methods.inpaint.pipeline import anonymize_inpaint, inpaint_crop_anonymizer, load_inpaint_pipe
 from tests.inpaint_models import build_inpaint_models, farl_state_dict
 
@@ -40,12 +41,12 @@ def test_defaults_are_the_authors():
     assert (s.steps, s.start_t, s.guidance_scale, s.sim_weight, s.dissim_weight, s.prompt) == (45, 999, 0.8, 1.0,
                                                                                                0.0, "")
     assert s.guided and not dataclasses.replace(s, guidance_scale=0).guided
-    for f in dataclasses.fields(InpaintSettings):
-        assert f.metadata["help"], f"{f.name} has no help"
+    for name, spec in InpaintSettings.specs().items():
+        assert spec.help and spec.source, f"{name} has no help or source"
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=2.5), dict(start_t=1000), dict(guidance_scale=-1),
-                                 dict(sim_weight=float("nan"))])
+                                 dict(sim_weight=float("nan")), dict(start_t=500), dict(guidance_scale=float("inf"))])
 def test_bad_settings_are_one_clear_error(bad):
     with pytest.raises(InputError, match=next(iter(bad))):
         InpaintSettings(**bad).validate()

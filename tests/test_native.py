@@ -352,3 +352,107 @@ def test_ip_attention_is_diffusers_ip_adapter_attention(pipe):
     proc.scale = [1.0]
     assert torch.allclose(ours, ref, atol=1e-5), float((ours - ref).abs().max())
     assert not torch.allclose(plain, ref, atol=1e-3)      # the identity tokens matter
+
+
+# ------------------------------------------------------------------------- wirings that are not the method
+class EPS:                                               # ComfyUI's comfy.model_sampling prediction types
+    pass
+
+
+class V_PREDICTION(EPS):
+    pass
+
+
+class ModelSamplingDiscrete:
+    sigmas = TABLE
+
+
+def _patched_model(prediction):
+    """A MODEL with NullFace's FaceID patch whose model_sampling has the given prediction type."""
+    from tests.conftest import pack_module
+    native = pack_module("nodes.native")
+    sampling = type("ModelSamplingAdvanced", (ModelSamplingDiscrete, prediction), {})()
+
+    class Model:
+        load_device = torch.device("cpu")
+        model_options = {"transformer_options": {"patches_replace": {"attn2": {("input", 1, 0): native.FaceIDAttention(
+            torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1.0)}}}}
+
+        def get_model_object(self, name):
+            assert name == "model_sampling"
+            return sampling
+    return native, Model()
+
+
+def test_prediction_problem_names_v_prediction_and_accepts_eps():
+    assert N.prediction_problem(type("ModelSampling", (ModelSamplingDiscrete, EPS), {})()) is None
+    msg = N.prediction_problem(type("ModelSamplingAdvanced", (ModelSamplingDiscrete, V_PREDICTION), {})())
+    assert "predicts v" in msg and "ε-prediction" in msg and "ModelSamplingDiscrete" in msg
+    assert "unknown prediction" in N.prediction_problem(ModelSamplingDiscrete())
+
+
+def test_native_nodes_refuse_a_v_prediction_model():
+    """Before: ModelSamplingDiscrete(v_prediction) ran and returned an image without a word."""
+    native, model = _patched_model(V_PREDICTION)
+    with pytest.raises(ValueError, match="predicts v"):
+        native.NullFaceGuiderNode().get_guider(model, [], [], 10.0, 1 / 3, False)
+    with pytest.raises(ValueError, match="predicts v"):
+        native.NullFaceNativeInversion().invert(model, [], {"samples": torch.zeros(1, 4, 8, 8)}, 100, 70, 0)
+
+
+@pytest.fixture
+def fake_samplers(monkeypatch):
+    """comfy.samplers and comfy.k_diffusion.sampling stand-ins: what the native classes subclass."""
+    import types
+    comfy = types.ModuleType("comfy")
+    samplers = types.ModuleType("comfy.samplers")
+    kd = types.ModuleType("comfy.k_diffusion")
+    kd_sampling = types.ModuleType("comfy.k_diffusion.sampling")
+
+    class CFGGuider:
+        def __init__(self, model_patcher):
+            self.model_patcher, self.conds, self.cfg = model_patcher, {}, 1.0
+
+        def set_conds(self, positive, negative):
+            self.conds = {"positive": positive, "negative": negative}
+
+        def inner_set_conds(self, conds):
+            self.conds = conds
+
+        def set_cfg(self, cfg):
+            self.cfg = cfg
+
+        def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+                   seed=None):
+            return ("sampled with", sampler)
+
+    class Sampler:
+        pass
+
+    class KSAMPLER(Sampler):
+        def __init__(self, sampler_function, extra_options={}, inpaint_options={}):
+            self.sampler_function = sampler_function
+
+    samplers.CFGGuider, samplers.Sampler, samplers.KSAMPLER = CFGGuider, Sampler, KSAMPLER
+    samplers.calc_cond_batch = lambda *a, **k: None
+    comfy.samplers, comfy.k_diffusion, kd.sampling = samplers, kd, kd_sampling
+    for name, module in {"comfy": comfy, "comfy.samplers": samplers, "comfy.k_diffusion": kd,
+                         "comfy.k_diffusion.sampling": kd_sampling}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    from tests.conftest import pack_module
+    native = pack_module("nodes.native")
+    native._classes.cache_clear()
+    yield samplers
+    native._classes.cache_clear()
+
+
+def test_the_guider_refuses_a_core_sampler(fake_samplers):
+    """Before: euler (or any core sampler) with the NullFace Guider returned an image without a word."""
+    native, model = _patched_model(EPS)
+    (guider,) = native.NullFaceGuiderNode().get_guider(model, [], [], 10.0, 1 / 3, False)
+    euler = fake_samplers.KSAMPLER(lambda *a, **k: None)
+    with pytest.raises(ValueError, match="SAMPLER of 'NullFace Inversion"):
+        guider.sample(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), euler, TABLE[:3])
+    inv = N.NativeInversion(x_start=torch.zeros(1, 4, 8, 8), zs=torch.zeros(2, 1, 4, 8, 8), sigmas=TABLE[:3], seed=0)
+    replay = native._classes()["ReplaySampler"](inv)
+    assert guider.sample(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), replay, TABLE[:3]) == ("sampled with", replay)

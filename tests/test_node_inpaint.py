@@ -9,7 +9,7 @@ import torch
 
 from nullface.errors import ModelFileError
 from nullface.faces.identity import FaceModels
-from nullface.methods.inpaint.sampler import InpaintSettings
+from nullface.methods.inpaint.settings import InpaintSettings
 from tests import faces_data as fd
 from tests.inpaint_models import build_inpaint_models
 
@@ -50,8 +50,8 @@ def test_registered_with_tooltips_and_widget_defaults_from_the_settings(pack, mo
             for key, spec in group.items():
                 assert spec[1].get("tooltip"), f"{name}.{key} has no tooltip"
     req = mod.NullFaceInpaintAnonymize.INPUT_TYPES()["required"]
-    for f in dataclasses.fields(InpaintSettings):
-        assert req[f.name][1]["default"] == f.default and req[f.name][1]["tooltip"] == f.metadata["help"]
+    for name, spec in InpaintSettings.specs().items():
+        assert req[name][1]["default"] == spec.default and req[name][1]["tooltip"] == spec.help
     assert req["guidance_scale"][1]["max"] == 1000.0 and req["steps"][0] == "INT"
 
 

@@ -72,7 +72,11 @@ def test_crops_carry_the_kept_regions_as_zeros():
     assert c.mask[int(y), int(x)] == 1
     seen.clear()
     anonymize_photo(fd.image("astronaut"), astro_detector(), look)
-    assert np.array_equal(seen[0].mask, c.mask)                   # the default keeps eyes and mouth
+    assert seen[0].mask is None                 # PhotoOptions().keep = None: an anonymizer of no method, whole face
+    seen.clear()
+    look.keep = ("eyes", "mouth")               # a method's anonymizer carries its settings' KEEP (NullFace's here)
+    anonymize_photo(fd.image("astronaut"), astro_detector(), look)
+    assert np.array_equal(seen[0].mask, c.mask)
     seen.clear()
     anonymize_photo(fd.image("astronaut"), astro_detector(), look, PhotoOptions(keep=parse_regions("none")))
     assert seen[0].mask is None                                   # nothing kept: the whole crop

@@ -11,7 +11,7 @@ import torch
 
 from nullface.methods.revpers import pipeline as R
 from nullface.errors import InputError, ModelFileError
-from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as S
+from nullface.methods.revpers.settings import ReversePersonalizationSettings as S
 
 SIZE = 64          # pixels; the tiny VAE makes 8x8 latents
 
@@ -51,27 +51,55 @@ def test_defaults_are_the_authors():
 
 
 @pytest.mark.parametrize("change", [dict(steps=0), dict(skip=1.0), dict(guidance_scale=float("nan")),
-                                    dict(id_scale=-1.0), dict(steps=2.5), dict(crop_size=1001)])
+                                    dict(id_scale=-1.0), dict(steps=2.5), dict(crop_size=1001),
+                                    dict(guidance_scale=0.0), dict(guidance_scale=1.0), dict(id_scale=0.0),
+                                    dict(ip_adapter_scale=0.0)])
 def test_bad_settings_are_refused(change):
     with pytest.raises(InputError):
         dataclasses.replace(S(), **change).validate()
 
 
-def test_null_path_reconstructs_the_input(xl, face):
-    """Zero identity and no attribute prompt, at the default guidance: the sampler replays the inversion."""
+@pytest.mark.parametrize("steps", [3, 6, 15])
+def test_null_path_reconstructs_the_input(xl, face, steps):
+    """Zero identity and no attribute prompt, at the default guidance w = -10: the sampler replays the inversion
+    bit for bit (every latent) and ends on the input up to one float rounding, whatever the step count."""
+    x0 = R.encode(xl, face)
+    walked, seen = [], []
+    inv = R.invert_latents(xl, x0, dataclasses.replace(FEW, steps=steps), callback=lambda d: walked.append(d["x"]))
+    out, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32), callback=lambda d: seen.append(d["x"]))
+    assert len(walked) == len(seen) == steps and all(torch.equal(a, b) for a, b in zip(walked, seen))
+    assert torch.allclose(out, x0, atol=1e-6, rtol=0), (out - x0).abs().max()
+
+
+def test_guidance_that_does_not_push_away_from_the_identity_is_refused(xl, face):
+    """w = 0 ignores the identity (the sampler replays the input); w > 0 steers towards it; nan returns a NaN
+    image; λ_id = 0 and an IP-Adapter scale of 0 leave the identity path without the identity. The API refuses
+    each before any UNet call (on the old code each ran and returned a face)."""
     x0 = R.encode(xl, face)
     inv = R.invert_latents(xl, x0, FEW)
-    out, _ = R.sample_latents(xl, inv, np.zeros((1, 512), np.float32))
-    assert torch.allclose(out, x0, atol=1e-4), (out - x0).abs().max()
+    for w in (0.0, 1.0, 5.0, float("nan"), float("-inf")):
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.invert_latents(xl, x0, dataclasses.replace(FEW, guidance_scale=w))
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.sample_latents(xl, inv, unit(1), guidance_scale=w)
+        with pytest.raises(InputError, match="guidance_scale"):
+            R.anonymize_face(xl, face, dataclasses.replace(FEW, guidance_scale=w), embeddings=[unit(1)[0]])
+    for change in (dict(id_scale=0.0), dict(ip_adapter_scale=0.0), dict(id_scale=float("nan"))):
+        with pytest.raises(InputError, match=next(iter(change))):
+            R.anonymize_face(xl, face, dataclasses.replace(FEW, **change), embeddings=[unit(1)[0]])
+    with pytest.raises(InputError, match="id_scale"):
+        R.identity_vectors([unit(1)[0]], 0.0)
 
 
-def test_zero_guidance_ignores_the_identity(xl, face):
+def test_zero_guidance_would_ignore_the_identity(xl, face):
+    """Why w = 0 is refused: below the settings, ε̂ at w = 0 is ε(x, c_attr, ∅) whatever the identity (one
+    UNet evaluation), so the sampler replays the inversion and returns the input."""
     x0 = R.encode(xl, face)
-    inv = R.invert_latents(xl, x0, dataclasses.replace(FEW, guidance_scale=0.0))
-    out, evals = R.sample_latents(xl, inv, unit(1))
-    assert torch.allclose(out, x0, atol=1e-4)
-    # w = 0: only ε(x, c_attr, ∅) is needed, one evaluation per step on both sides
-    assert inv.unet_evals == evals == FEW.steps
+    inv = R.invert_latents(xl, x0, FEW)
+    den = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), unit(1), 0.0, 1.0, (SIZE, SIZE))
+    null = R.GuidedDenoiser(xl, R.initial_attribute(xl), xl.encode_prompt(""), None, 0.0, 1.0, (SIZE, SIZE))
+    x, t = inv.dpm.x_start, inv.dpm.schedule.timesteps[0]
+    assert torch.equal(den(x, t), null(x, t)) and den.evals == 1
 
 
 def test_identity_and_attribute_prompt_change_the_face(xl, face):
@@ -137,8 +165,11 @@ def _plain_reference(xl, face, e, prompt, settings):
         xs.append(x0)
         tu, tc = texts(None)
         zero = np.zeros((1, 512), np.float32)
-        ds = [(xs[i] - sched.sigma[i] * guided(xs[i], i, tu, tc, zero)) / sched.alpha[i] for i in range(n)]
-        zs = [step(i, xs[i], ds[i], ds[i - 1] if i else None, target=xs[i + 1]) for i in range(n)]
+        zs, x, d_prev = [], xs[0], None
+        for i in range(n):                          # the inversion walks the corrected latents x = μ + c z
+            d = (x - sched.sigma[i] * guided(x, i, tu, tc, zero)) / sched.alpha[i]
+            zs.append(step(i, x, d, d_prev, target=xs[i + 1]))
+            x, d_prev = step(i, x, d, d_prev, z=zs[i]), d
         tu, tc = texts(prompt or None)
         x, d_prev = xs[0], None
         for i in range(n):
@@ -149,7 +180,7 @@ def _plain_reference(xl, face, e, prompt, settings):
 
 @pytest.mark.parametrize("prompt", ["", "an elderly man"])
 def test_optimized_equals_the_plain_step_by_step_method(xl, face, prompt):
-    settings = dataclasses.replace(FEW, prompt=prompt, inversion_batch=4)
+    settings = dataclasses.replace(FEW, prompt=prompt)
     e = unit(3)
     inv = R.invert_images(xl, face, settings)
     ours, _ = R.sample_latents(xl, inv, e)
@@ -277,11 +308,20 @@ def test_photo_anonymizer_retries_with_stronger_guidance_then_fails_closed(xl, t
     assert res.anonymized == res.found >= 1 and not np.array_equal(res.image, astronaut)
 
 
-def test_inversion_batch_counts_unet_rows(xl, face):
-    rows = []
-    hook = xl.unet.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
+def test_inversion_calls_the_unet_as_the_null_replay_does(xl, face):
+    """One call per step with both branches of every image, the same inputs as the null-path replay."""
+    calls = []
+    hook = xl.unet.register_forward_pre_hook(lambda m, a, k: calls.append(
+        (a[0].clone(), a[1].clone(), k["encoder_hidden_states"].clone(),
+         k["added_cond_kwargs"]["image_embeds"][0].clone())), with_kwargs=True)
+    two = torch.cat([face, face.flip(1)])
     try:
-        R.invert_latents(xl, R.encode(xl, face), dataclasses.replace(FEW, inversion_batch=4))
+        inv = R.invert_latents(xl, R.encode(xl, two), FEW)
+        n = len(calls)
+        R.sample_latents(xl, inv, np.zeros((2, 512), np.float32))
     finally:
         hook.remove()
-    assert max(rows) == 4 and sum(rows) == 2 * FEW.steps         # 2 steps x 2 branches per call
+    assert n == FEW.steps and len(calls) == 2 * n
+    assert all(c[0].shape[0] == 4 for c in calls)                 # 2 images x 2 branches per call
+    for a, b in zip(calls[:n], calls[n:]):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))

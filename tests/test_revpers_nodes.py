@@ -29,7 +29,7 @@ def node(pack, name):
 
 
 def test_widgets_carry_the_settings_defaults(pack):
-    from nullface.methods.revpers.pipeline import ReversePersonalizationSettings as RS
+    from nullface.methods.revpers.settings import ReversePersonalizationSettings as RS
     spec = pack.NODE_CLASS_MAPPINGS["RevPersInversion"].INPUT_TYPES()["required"]
     assert spec["guidance_scale"][1]["default"] == RS().guidance_scale == -10.0
     assert spec["skip"][1]["max"] == RS.spec("skip")["max"]

@@ -406,7 +406,7 @@ def test_no_example_writes_the_original_unless_the_user_unmutes_it(path):
 
 
 def test_the_inpainting_workflow_repaints_the_face_towards_a_target_at_the_defaults():
-    from nullface.methods.inpaint.sampler import InpaintSettings
+    from nullface.methods.inpaint.settings import InpaintSettings
     api = _read(WORKFLOWS / "api" / "nullface_inpaint_attribute_guidance.json")
     node = next(n for n in api.values() if n["class_type"] == "NullFaceInpaintAnonymize")
     d = InpaintSettings()

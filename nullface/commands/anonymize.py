@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from ..faces.imageio import read_image
-from .methods import METHODS, add_revpers_flags, build_anonymizer, method_settings
+from .methods import METHODS, add_method_flags, build_anonymizer, method_settings, settings_classes
 from .options import detector_from_args
 from .outputs import collect_inputs, output_name, save_image, write_json
 from .report import DONE, REPORT, error_entry, load_report, output_problem, prepare_outdir, print_summary, with_totals
@@ -27,17 +27,14 @@ log = logging.getLogger("nullface")
 
 OUTPUT_FORMATS = ("png", "jpg", "webp", "same")
 # options that change the output; a resumed run with other values warns (use --overwrite to redo)
-OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "steps", "t_skip", "lambda_cfg", "lambda_id",
-                  "ip_scale", "mask_delay", "seed", "prompt", "checkpoint", "faceid", "detector", "on_failure",
-                  "min_face_size", "max_faces", "method", "skip", "guidance_scale", "id_scale", "target", "features",
-                  "inpaint_steps", "start_t", "inpaint_guidance_scale", "sim_weight", "dissim_weight",
+# (and every method's settings flags: ``flags.settings_dests``)
+OUTPUT_OPTIONS = ("keep", "grow", "feather", "crop_size", "zoom", "checkpoint", "faceid", "detector", "on_failure",
+                  "min_face_size", "max_faces", "method", "target", "features",
                   "quality")   # another --format writes other files: those are made, not skipped
 
 
 def add_parser(sub) -> None:
-    from ..privacy.photo import PhotoOptions
-    from ..methods.nullface.settings import NullFaceSettings
-    keep = ",".join(PhotoOptions().keep) or "none"
+    keeps = "; ".join(f"{k} {','.join(m.keep) or 'none'}" for k, m in METHODS.items())
     p = sub.add_parser("anonymize", help="anonymize every face in images, folders or globs",
                        description="Anonymize every face with NullFace and write the results under OUTDIR, "
                                    "keeping the folder structure. Resumes: files already done are skipped.")
@@ -52,6 +49,9 @@ def add_parser(sub) -> None:
                         "jpg/webp and 'same' for JPEG inputs re-encode the whole image, changing the background "
                         "slightly; 'same' keeps each input's format, GIF as PNG)")
     p.add_argument("--quality", type=int, default=95, help="jpg/webp quality 1..100 (default 95)")
+    p.add_argument("--absolute-paths", action="store_true",
+                   help="report.json records absolute paths (default: inputs relative to their input root, "
+                        "outputs relative to OUTDIR, model files by name, so the report can be shared)")
     m = p.add_argument_group("models")
     m.add_argument("--checkpoint", help="the method's checkpoint file or diffusers folder (required): "
                    + "; ".join(f"{k}: {v.checkpoint}" for k, v in METHODS.items()))
@@ -63,18 +63,11 @@ def add_parser(sub) -> None:
                    help="face detector (auto: insightface SCRFD if buffalo_l has det_10g.onnx, else dlib)")
     m.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     m.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), fp32, fp16, bf16")
-    g = p.add_argument_group("method (paper defaults)")
-    for flag, name in (("--steps", "steps"), ("--t-skip", "t_skip"), ("--lambda-cfg", "lambda_cfg"),
-                       ("--lambda-id", "lambda_id"), ("--ip-scale", "ip_adapter_scale"),
-                       ("--mask-delay", "mask_delay"), ("--seed", "seed")):
-        spec = NullFaceSettings.spec(name)          # default, range and help live on the settings dataclass
-        g.add_argument(flag, type=type(spec["default"]), default=spec["default"],
-                       help=f"{spec['help']} Default {spec['default']:.4g}.".replace("%", "%%"))
-    g.add_argument("--prompt", default="", help="optional attribute prompt, e.g. 'an elderly man'")
-    add_revpers_flags(p)
+    add_method_flags(p)
     f = p.add_argument_group("faces")
-    f.add_argument("--keep", default=keep, help=f"regions to keep visible (eyes, brows, nose, mouth, skin, face), "
-                                                f"or none to anonymize the whole face (default {keep}, the paper's)")
+    f.add_argument("--keep", default=None, help=f"regions to keep visible (eyes, brows, nose, mouth, skin, face), "
+                                                 f"or none to anonymize the whole face (default: each method's "
+                                                 f"own, from its paper: {keeps})")
     f.add_argument("--grow", type=int, default=0, help="grow (+) / shrink (-) the kept regions, crop pixels")
     f.add_argument("--feather", type=float, default=0.0, help="soft edge of the kept regions, crop pixels")
     f.add_argument("--crop-size", type=int, default=None, help="face crop size the model works at (default: "
@@ -140,10 +133,39 @@ def check_arguments(args):
 def _options(args):
     from ..privacy.photo import PhotoOptions
     from ..faces.regions import parse_regions
-    crop = args.crop_size or METHODS[getattr(args, "method", "nullface")].crop_size
-    return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=parse_regions(args.keep), grow=args.grow,
+    method = METHODS[getattr(args, "method", "nullface")]
+    crop = args.crop_size or method.crop_size
+    keep = method.keep if args.keep is None else parse_regions(args.keep)
+    return PhotoOptions(crop_size=crop, zoom=args.zoom, keep=keep, grow=args.grow,
                         feather=args.feather, on_failure=args.on_failure, on_no_face=args.on_no_face,
                         min_face_size=args.min_face_size, max_faces=args.max_faces).validate()
+
+
+PATH_OPTIONS = ("checkpoint", "faceid", "insightface_root", "features", "target")   # model and image files
+
+
+def report_options(args, absolute: bool = False) -> dict:
+    """The options recorded in report.json: every plain value; without ``absolute``, files by name only and
+    no input or output folder (the report goes where the outputs are shared)."""
+    current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    if absolute:
+        for k in PATH_OPTIONS:
+            if current.get(k):
+                current[k] = str(Path(current[k]).expanduser().resolve())
+        current["inputs"] = [str(Path(i).expanduser().resolve()) for i in current.get("inputs", [])]
+        current["outdir"] = str(Path(current["outdir"]).resolve())
+        return current
+    for k in PATH_OPTIONS:
+        if current.get(k):
+            current[k] = Path(current[k]).name
+    current.pop("inputs", None)
+    current.pop("outdir", None)
+    return current
+
+
+def _comparable(key: str, value):
+    """An option's value for the resume check: files by name (the report may hold either form)."""
+    return Path(value).name if key in PATH_OPTIONS and isinstance(value, str) and value else value
 
 
 def _process(src: Path, key: str, target: Path, detector, anonymizer, options, quality: int = 95) -> dict:
@@ -227,11 +249,13 @@ def run(args, anonymizer=None, detector=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     others: dict[str, str] = {}
-    files = collect_inputs(args.inputs, exclude=outdir, skipped=others)
+    absolute = getattr(args, "absolute_paths", False)
+    files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
-    current = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
-    changed = sorted(k for k in OUTPUT_OPTIONS if k in report.get("options", {})
-                     and report["options"][k] != current.get(k))
+    current = report_options(args, absolute)
+    from .flags import settings_dests
+    changed = sorted(k for k in OUTPUT_OPTIONS + settings_dests(settings_classes()) if k in report.get("options", {})
+                     and _comparable(k, report["options"][k]) != _comparable(k, current.get(k)))
     if changed and not overwrite and any(e.get("status") in DONE for e in entries.values()):
         log.warning("resuming with other options than the files already done (%s): those files are skipped; "
                     "use --overwrite to redo them", ", ".join(changed))
@@ -257,7 +281,10 @@ def run(args, anonymizer=None, detector=None) -> int:
             problem = (f"its output {out_rel} is already written from {outputs[str(out_rel)]}: "
                        "rename one of them, run them separately or choose another --format")
         if problem:
-            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = error_entry(src, problem)
+            if not absolute:
+                problem = problem.replace(str(outdir / out_rel), str(out_rel)).replace(str(src), str(rel))
+            refused[str(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
+                error_entry(src.resolve() if absolute else rel, problem)
         else:
             outputs[str(out_rel)] = src
             plan.append((src, rel, out_rel))
@@ -278,7 +305,13 @@ def run(args, anonymizer=None, detector=None) -> int:
         for src, rel, out_rel in bar:
             key = str(rel)
             bar.set_postfix_str(key[-40:])
-            entries[key] = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            entry = _process(src, key, outdir / out_rel, detector, anonymizer, options, quality)
+            if not absolute:                     # shareable: no folder of this machine in the report
+                entry["input"] = key
+                entry["output"] = None if entry["output"] is None else str(out_rel)
+                if "error" in entry:
+                    entry["error"] = entry["error"].replace(str(src), key)
+            entries[key] = entry
             report["files"] = entries
             write_json(report_path, with_totals(report))
     except KeyboardInterrupt:

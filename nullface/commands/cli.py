@@ -21,6 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C at any moment (the parser's imports too) ends in one line and exit 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:                  # e.g. while the models load; finished files are kept
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from ..errors import NullFaceError
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -30,9 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     except NullFaceError as exc:               # bad input found late: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:                  # e.g. while the models load; finished files are kept
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

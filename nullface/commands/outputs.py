@@ -18,12 +18,13 @@ LOSSY = {".jpg", ".jpeg", ".webp"}
 
 
 def collect_inputs(inputs: list[str], exclude: Path | None = None,
-                   skipped: dict[str, str] | None = None) -> list[tuple[Path, Path]]:
+                   skipped: dict[str, str] | None = None, absolute: bool = False) -> list[tuple[Path, Path]]:
     """(file, path relative to its input root) for every image named by files, folders and globs.
 
     Files under ``exclude`` (the output folder) are skipped so that outputs are never taken as inputs.
     A name that matches nothing is kept, to be reported as missing. Every other file seen in a folder or
-    glob that is not an image (by extension) goes into ``skipped`` (path -> reason), so the report lists it.
+    glob that is not an image (by extension) goes into ``skipped`` (path -> reason), so the report lists it:
+    the path relative to its input root, or its absolute path with ``absolute``.
     """
     found: dict[Path, Path] = {}
     skip = exclude.resolve() if exclude is not None else None
@@ -36,9 +37,9 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
         if outside(f):
             found.setdefault(f.resolve(), rel)
 
-    def other(f: Path) -> None:
+    def other(f: Path, rel: Path) -> None:
         if skipped is not None and outside(f):
-            skipped.setdefault(str(f), f"not an image this command reads (extension '{f.suffix or 'none'}'; "
+            skipped.setdefault(str(f.resolve() if absolute else rel), f"not an image this command reads (extension '{f.suffix or 'none'}'; "
                                        f"reads {' '.join(sorted(IMAGE_EXTS))})")
 
     for item in inputs:
@@ -49,7 +50,7 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
                     if f.suffix.lower() in IMAGE_EXTS:
                         add(f, f.relative_to(path))
                     else:
-                        other(f)
+                        other(f, f.relative_to(path))
         elif path.is_file():
             add(path, Path(path.name))
         else:
@@ -61,14 +62,14 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None,
             base = Path(*parts[:first]) if first else Path(".")
             for mth in matches:
                 mp = Path(mth)
+                try:
+                    rel = mp.relative_to(base)
+                except ValueError:
+                    rel = Path(mp.name)
                 if mp.is_file() and mp.suffix.lower() in IMAGE_EXTS:
-                    try:
-                        rel = mp.relative_to(base)
-                    except ValueError:
-                        rel = Path(mp.name)
                     add(mp, rel)
                 elif mp.is_file():
-                    other(mp)
+                    other(mp, rel)
     return sorted(((f, r) for f, r in found.items()), key=lambda x: str(x[1]))
 
 

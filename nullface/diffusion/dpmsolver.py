@@ -7,10 +7,12 @@ from s = t_i to t = t_{i+1} (h = λ_t - λ_s, h₀ = λ_s - λ_{t_{i-1}}, r = h�
     x_t = (σ_t/σ_s) e^{-h} x_s + α_t (1 - e^{-2h}) (D_s + (D_s - D_{prev}) / (2r)) + σ_t sqrt(1 - e^{-2h}) z
 
 The first step has no previous D and is first order. The inversion (Huberman-Spiegelglas et al. 2024,
-as LEDITS++ applies it to this solver) noises the input independently to every x_{t_i}, evaluates D there,
-and records z_i = (x_{t_{i+1}} - mean_i) / c_i. Replaying the same steps with the same model and these z
-returns every x_{t_i} and finally the input itself. All model evaluations of the inversion are independent
-of each other, so they run in batches.
+as LEDITS++ applies it to this solver) noises the input independently to every x̃_{t_i} and records the noise
+maps z_i = (x̃_{t_{i+1}} - mean_i) / c_i. It walks the steps in sampling order and evaluates the model at the
+*corrected* latent x_{t_{i+1}} = mean_i + c_i z_i, which is, bit for bit, what the sampler computes from the
+same x_{t_i} and z_i. Replaying the steps with the same model (called with the same rows) therefore sees the
+same inputs, gets the same outputs and returns the inversion's latents exactly, the last one being the input up
+to one float rounding. The model calls depend on each other, so they run one step at a time.
 """
 from __future__ import annotations
 
@@ -107,33 +109,29 @@ class DPMInversion:
 
 @torch.no_grad()
 def invert_dpmpp_2m_sde(model: EpsModel, x0: torch.Tensor, schedule: DPMSchedule, seed: int = 0, *,
-                        batch: int = 8, callback: Optional[Callable[[dict], None]] = None) -> DPMInversion:
-    """Edit-friendly inversion for DPM-Solver++(2M) SDE of latents ``x0`` [B,C,h,w].
+                        callback: Optional[Callable[[dict], None]] = None) -> DPMInversion:
+    """Edit-friendly inversion for DPM-Solver++(2M) SDE of latents ``x0`` [B,C,h,w], exact by construction.
 
-    For every step i:  D_i = D(x_{t_i}, model),  z_i = (x_{t_{i+1}} - mean_i(x_{t_i}, D_i, D_{i-1})) / c_i,
-    with the independently noised x_{t_i} and x_{t_N} = x0. ``model`` gets rows of different steps in one
-    batch (``batch`` rows per call, the images of one step are never split).
+    x_{t_0} = x̃_{t_0}; for every step i, with the independently noised x̃_{t_{i+1}} (x̃_{t_N} = x0):
+        D_i = D(x_{t_i}, model),  z_i = (x̃_{t_{i+1}} - mean_i(x_{t_i}, D_i, D_{i-1})) / c_i,
+        x_{t_{i+1}} = mean_i + c_i z_i            (the corrected latent the replay will see)
+    ``model`` is called once per step with the B rows of the batch, as ``sample_dpmpp_2m_sde`` calls it.
     """
     x0 = x0.float()
     n, b = schedule.steps, x0.shape[0]
-    xs = noised_latents(x0, schedule, seed) + [x0]
-    ds: list = [None] * n
-    per_call = max(1, batch // b)
-    for start in range(0, n, per_call):
-        idx = list(range(start, min(n, start + per_call)))
-        x_in = torch.cat([xs[i] for i in idx])
-        i_in = torch.tensor([i for i in idx for _ in range(b)], dtype=torch.int64)
-        eps = model(x_in, i_in).float().split(b)
-        for i, e in zip(idx, eps):
-            ds[i] = data_prediction(schedule, i, xs[i], e)
-        if callback is not None:
-            for i in idx:
-                callback({"phase": "invert", "done": i + 1, "total": n, "steps": 1, "batch": b})
+    noised = noised_latents(x0, schedule, seed) + [x0]          # x̃_{t_0}..x̃_{t_N}
     zs = torch.empty((n,) + tuple(x0.shape), dtype=torch.float32, device=x0.device)
+    x, d_prev = noised[0], None
     for i in range(n):
-        mean, c = step_mean(schedule, i, xs[i], ds[i], ds[i - 1] if i > 0 else None)
-        zs[i] = (xs[i + 1] - mean) / c
-    return DPMInversion(x0=x0, x_start=xs[0], zs=zs, schedule=schedule, unet_evals=n * b)
+        idx = torch.full((b,), i, dtype=torch.int64)
+        d = data_prediction(schedule, i, x, model(x, idx).float())   # D_i at the corrected x_{t_i}
+        mean, c = step_mean(schedule, i, x, d, d_prev)
+        zs[i] = (noised[i + 1] - mean) / c                           # z_i
+        x = mean + c * zs[i]                                         # x_{t_{i+1}}, as the sampler computes it
+        d_prev = d
+        if callback is not None:
+            callback({"phase": "invert", "done": i + 1, "total": n, "x": x, "steps": 1, "batch": b})
+    return DPMInversion(x0=x0, x_start=noised[0], zs=zs, schedule=schedule, unet_evals=n * b)
 
 
 @torch.no_grad()

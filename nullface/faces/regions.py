@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from .crop import FaceCrop
 
 REGIONS = ("eyes", "brows", "nose", "mouth", "skin", "face")
-# The one default for every front end (PhotoOptions, the CLI's --keep, the Anonymize Photo node): the paper's
-# comparison setup keeps the eyes and mouth visible (Table 3). "none" keeps nothing (the whole face is anonymized).
-DEFAULT_KEEP = ("eyes", "mouth")
 MASK_MEANS = ("keep", "anonymize")
 _ALIASES = {"eye": "eyes", "lips": "mouth", "lip": "mouth", "brow": "brows", "eyebrows": "brows",
             "eyebrow": "brows"}

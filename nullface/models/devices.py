@@ -50,6 +50,22 @@ def pick_dtype(device: torch.device, name: str | torch.dtype | None = "auto") ->
     return table[name]
 
 
+def give_back_host_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim(0)``; Linux only, else nothing).
+
+    Freed weights are not returned by the allocator on their own: tensors read from a checkpoint and
+    converted are many heap blocks, which glibc keeps for reuse after they are freed, so the process
+    still holds gigabytes after an unload. True when the heap was trimmed."""
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):       # musl and other C libraries: nothing to call
+        return False
+
+
 def pick_inversion_batch(device: torch.device, requested: int = 0) -> int:
     """UNet evaluations per inversion call: ``requested``, or for 0 (auto) 1 on the CPU, where a batch
     gains little and a call of 8 would leave progress and Cancel waiting for a minute, and 8 elsewhere."""

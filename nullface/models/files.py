@@ -20,6 +20,43 @@ def require_file(path: str | os.PathLike, what: str, hint: str) -> Path:
     return path
 
 
+def missing_file(path: str | os.PathLike | None, what: str, hint: str) -> str | None:
+    """The sentence naming ``path`` when it does not exist (None when it does or was not asked for)."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.exists():
+        return None
+    return f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}".rstrip()
+
+
+def raise_missing(missing: list[str]) -> None:
+    """One ``ModelFileError``, on one line, for every sentence of ``missing`` (nothing when it is empty)."""
+    missing = [m for m in missing if m]
+    if len(missing) == 1:
+        raise ModelFileError(missing[0])
+    if missing:
+        raise ModelFileError(f"{len(missing)} model files are missing: "
+                             + " ".join(f"({i}) {m}" for i, m in enumerate(missing, 1)))
+
+
+def check_files(files) -> None:
+    """Every missing file of ``files`` ((path, what, hint) each; a None path is skipped) in one error."""
+    raise_missing([missing_file(path, what, hint) for path, what, hint in files])
+
+
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """An exception in one line: its type and the first line of its message (torch's multi-line advice,
+    such as re-running with ``weights_only=False``, is left out)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    if "Weights only load failed" in text:
+        first = "not a plain tensor file: it holds pickled code or objects, which are never run"
+    if len(first) > limit:
+        first = first[:limit].rstrip() + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def read_state_dict(path: Path) -> dict:
     """Tensors of a .safetensors/.bin/.ckpt/.pt file; a corrupt file gives a ModelFileError."""
     try:
@@ -28,8 +65,8 @@ def read_state_dict(path: Path) -> dict:
             return load_file(str(path))
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelFileError(f"'{path}' could not be read ({type(exc).__name__}: {exc}); "
-                             "the file is incomplete or corrupt: download it again.") from exc
+        raise ModelFileError(f"'{path}' could not be read ({brief(exc)}); "
+                             "the file is incomplete, corrupt or not a weights file: download it again.") from exc
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -55,8 +92,7 @@ def check_weight_file(path: Path, hint: str = "", shown: str | None = None) -> N
                 torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
         size = path.stat().st_size if path.exists() else 0
-        raise ModelFileError(f"'{shown or path}' is incomplete or corrupt ({size:,} bytes; {type(exc).__name__}: "
-                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}): the "
+        raise ModelFileError(f"'{shown or path}' is incomplete or corrupt ({size:,} bytes; {brief(exc)}): the "
                              f"download probably stopped early; download that file again. {hint}".rstrip()) from None
 
 
@@ -89,7 +125,7 @@ def load_or_explain(load, failure: str, hint: str):
     except (ModelFileError, MissingDependencyError):
         raise
     except Exception as exc:
-        raise ModelFileError(f"{failure} ({type(exc).__name__}: {str(exc).strip()[:300]}). {hint}") from exc
+        raise ModelFileError(f"{failure} ({brief(exc, 300)}). {hint}") from exc
 
 
 def checkpoint_keys(path: Path, hint: str = "") -> dict[str, tuple]:
@@ -101,7 +137,7 @@ def checkpoint_keys(path: Path, hint: str = "") -> dict[str, tuple]:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
-        raise ModelFileError(f"checkpoint '{path}' could not be read ({type(exc).__name__}: {exc}); "
+        raise ModelFileError(f"checkpoint '{path}' could not be read ({brief(exc)}); "
                              f"the file is incomplete or corrupt: download it again. {hint}".rstrip()) from exc
     sd = sd.get("state_dict", sd)
     return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}

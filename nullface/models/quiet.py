@@ -21,6 +21,9 @@ EXPECTED = (
      "FaceID's LoRA is for the UNet only"),
     ("diffusers.loaders.peft", "No LoRA keys associated to CLIPTextModel",
      "FaceID's LoRA is for the UNet only"),
+    ("transformers.utils.import_utils", "requires torchvision (not installed); falling back to",
+     "diffusers' pipelines import CLIP/SigLIP image processors that no method uses (FaceID takes ArcFace "
+     "embeddings; FaRL gets tensors)"),
 )
 # Libraries whose loading progress bars ("Loading pipeline components...", "Loading weights") are hidden.
 PROGRESS_BARS = ("diffusers.utils.logging", "transformers.utils.logging")
@@ -35,9 +38,49 @@ class _Drop(logging.Filter):
         return self.text not in record.getMessage()
 
 
+class _Checked:
+    """diffusers' ``logging.tqdm`` during a load: no bar, and ``check()`` before each pipeline component and
+    weight shard it counts (where a Cancel can stop a load that takes seconds to minutes)."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __call__(self, iterable=None, *args, **kwargs):
+        return _CheckedBar(iterable, self.check)
+
+    def set_lock(self, *args, **kwargs):
+        pass
+
+    def get_lock(self):
+        return None
+
+
+class _CheckedBar:
+    def __init__(self, iterable, check):
+        self.iterable, self.check = iterable, check
+
+    def __iter__(self):
+        for item in self.iterable:
+            self.check()
+            yield item
+
+    def update(self, *args, **kwargs):
+        self.check()
+
+    def __getattr__(self, _):
+        return lambda *args, **kwargs: None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 @contextmanager
-def expected_messages_silenced():
-    """Drop the EXPECTED messages and the loading progress bars inside the ``with`` block."""
+def expected_messages_silenced(check=None):
+    """Drop the EXPECTED messages and the loading progress bars inside the ``with`` block; ``check()``
+    (optional, e.g. a Cancel check that raises) runs before each component and weight shard diffusers loads."""
     added = []
     for name, text, _why in EXPECTED:
         logger, f = logging.getLogger(name), _Drop(text)
@@ -52,9 +95,18 @@ def expected_messages_silenced():
                 hidden.append(lib)
         except Exception:  # library missing or without this switch: nothing to hide
             continue
+    patched = None
+    if check is not None:
+        try:
+            patched = importlib.import_module("diffusers.utils.logging")
+            real_tqdm, patched.tqdm = patched.tqdm, _Checked(check)
+        except Exception:  # diffusers without this hook: the checks between load stages remain
+            patched = None
     try:
         yield
     finally:
+        if patched is not None:
+            patched.tqdm = real_tqdm
         for logger, f in added:
             logger.removeFilter(f)
         for lib in hidden:

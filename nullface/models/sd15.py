@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
-from .devices import pick_device, pick_dtype
+from .devices import give_back_host_memory, pick_device, pick_dtype
 from ..errors import MissingDependencyError, ModelFileError
 from .insightface import BUFFALO_HINT, find_buffalo
-from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, read_state_dict, require_file
+from .files import (check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, missing_file,
+                    raise_missing, read_state_dict, require_file)
 from .quiet import expected_messages_silenced
 
 log = logging.getLogger("nullface")
@@ -138,6 +139,7 @@ class NullFacePipe:
         import gc
         gc.collect()
         _empty_cache(self.device)
+        give_back_host_memory()             # RAM back to the system, as ComfyUI's own models give it back
         log.info("NullFace models unloaded; they are read from disk again on next use")
 
     def release(self) -> None:
@@ -148,26 +150,36 @@ class NullFacePipe:
         else:
             self.offload()
 
-    def ready(self) -> "NullFacePipe":
-        """Make sure the weights are loaded and sit on ``device`` (after ``offload`` or ``unload``)."""
+    def ready(self, callback=None) -> "NullFacePipe":
+        """Make sure the weights are loaded and sit on ``device`` (after ``offload`` or ``unload``).
+        ``callback`` (the engine's progress callback) may stop a reload from disk between its parts."""
         if self.pipeline is None:
-            self._reload()
+            self._reload(callback)
         if self.manager is not None:
             self.manager.load(self)
         else:
             self.move(True)
         return self
 
-    def _reload(self) -> None:
+    def _reload(self, callback=None) -> None:
         log.info("NullFace: reading %s again", " + ".join(Path(p).name for p in (self.checkpoint, self.faceid) if p))
-        fresh = self._load_again()
-        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
+        self._adopt(self._load_again(callback))
         self._prompt_cache.clear()
 
-    def _load_again(self) -> "NullFacePipe":
+    def _adopt(self, fresh: "NullFacePipe") -> None:
+        """Take the weights of a freshly loaded pipe of the same files (``_reload``)."""
+        self.pipeline, self.offloaded = fresh.pipeline, fresh.offloaded
+
+    def _load_again(self, callback=None) -> "NullFacePipe":
         """A freshly loaded pipe of the same files (each model family's loader overrides this)."""
         return load_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
-                         config_dir=self.config_dir, offloaded=self.manager is not None)
+                         config_dir=self.config_dir, offloaded=self.manager is not None, callback=callback)
+
+
+def load_check(callback):
+    """``check()`` for a load: the engine callback's "load" tick (nothing without a callback)."""
+    from ..progress import tick
+    return lambda: tick(callback, "load")
 
 
 def _empty_cache(device: torch.device) -> None:
@@ -183,13 +195,7 @@ def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.Pat
     """One ``ModelFileError`` listing every missing model file, each with the folder searched and where to
     get it (``kinds``: what the checkpoint and the FaceID file are, and the hint for each).
     ``insightface_root`` (when not False) also checks ArcFace (``<pack>/w600k_r50.onnx``)."""
-    missing = []
-    for path, (what, hint) in zip((checkpoint, faceid), kinds or SD15_FILES):
-        if path is None:
-            continue
-        path = Path(path).expanduser()
-        if not path.exists():
-            missing.append(f"{what} not found: expected '{path.name}' in '{path.parent}'. {hint}")
+    missing = [missing_file(path, what, hint) for path, (what, hint) in zip((checkpoint, faceid), kinds or SD15_FILES)]
     if insightface_root is not False:
         try:
             if insightface_root is None:
@@ -199,10 +205,7 @@ def check_model_files(checkpoint: str | os.PathLike | None, faceid: str | os.Pat
         except ModelFileError as exc:
             text = str(exc)
             missing.append(text if BUFFALO_HINT in text else f"{text}. {BUFFALO_HINT}")
-    if len(missing) == 1:
-        raise ModelFileError(missing[0])
-    if missing:
-        raise ModelFileError(f"{len(missing)} model files are missing:\n" + "\n".join(f"- {m}" for m in missing))
+    raise_missing(missing)
 
 
 def check_sd15_checkpoint(path: Path) -> None:
@@ -301,20 +304,24 @@ def attach_faceid(pipe, state_dict: dict, name: str = "faceid", hint: str = FACE
 
 def load_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *, device: str | torch.device = "auto",
               dtype: str | torch.dtype | None = "auto", config_dir: str | os.PathLike | None = None,
-              offloaded: bool = False) -> NullFacePipe:
+              offloaded: bool = False, callback=None) -> NullFacePipe:
     """SD1.5 + IP-Adapter FaceID, ready for inversion and sampling.
 
     ``offloaded``: build on the CPU and leave the weights there (``ready()`` or a memory manager moves them
-    to ``device`` when they are needed).
+    to ``device`` when they are needed). ``callback`` (the engine's progress callback) is called between
+    the parts of the load, where a Cancel can stop it.
     """
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     check_model_files(checkpoint, faceid)      # every missing file in one message
     faceid_sd = read_faceid(faceid)            # fail fast on a wrong adapter before the big load
     where = torch.device("cpu") if offloaded else dev
-    with expected_messages_silenced():         # diffusers' expected warnings and loading bars (nullface/quiet.py)
+    check = load_check(callback)
+    with expected_messages_silenced(check):    # diffusers' expected warnings and loading bars (nullface/quiet.py)
         pipe = load_sd15(checkpoint, where, dt, config_dir)
+        check()
         attach_faceid(pipe, faceid_sd, Path(faceid).name)
+        check()
         pipe.to(where, dt)
     pipe.set_progress_bar_config(disable=True)
     log.info("NullFace pipeline: %s + %s on %s (%s)", Path(checkpoint).name, Path(faceid).name, dev, dt)

@@ -11,8 +11,9 @@ import torch
 from .devices import pick_device, pick_dtype
 from ..errors import ModelFileError
 from .sd15 import CONFIG_DIR as SD15_CONFIG_DIR
+from .quiet import expected_messages_silenced
 from .files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
-from .sd15 import NullFacePipe, attach_faceid, read_faceid
+from .sd15 import NullFacePipe, attach_faceid, check_model_files, load_check, read_faceid
 
 log = logging.getLogger("nullface")
 
@@ -23,6 +24,8 @@ SDXL_HINT = ("Stable Diffusion XL base 1.0: 'sd_xl_base_1.0.safetensors' (6.9 GB
 FACEID_SDXL_HINT = ("IP-Adapter FaceID for SDXL: 'ip-adapter-faceid_sdxl.bin' (1.07 GB, holds its LoRA) from "
                     "huggingface.co/h94/IP-Adapter-FaceID (non-commercial research use, as its InsightFace "
                     "training data), in ComfyUI/models/ipadapter.")
+
+REVPERS_FILES = (("SDXL checkpoint", SDXL_HINT), ("IP-Adapter FaceID SDXL model", FACEID_SDXL_HINT))
 
 _CLIP_L = "conditioner.embedders.0.transformer."          # SDXL's first text encoder (CLIP ViT-L)
 _OPENCLIP_G = "conditioner.embedders.1.model."            # SDXL's second text encoder (OpenCLIP bigG)
@@ -55,9 +58,9 @@ class SDXLPipe(NullFacePipe):
         """Whether the checkpoint's pipeline zeroes an empty negative prompt (SDXL base: yes)."""
         return bool(getattr(self.modules.config, "force_zeros_for_empty_prompt", True))
 
-    def _load_again(self) -> "SDXLPipe":
+    def _load_again(self, callback=None) -> "SDXLPipe":
         return load_revpers_pipe(self.checkpoint, self.faceid, device=self.device, dtype=self.dtype,
-                                 config_dir=self.config_dir)
+                                 config_dir=self.config_dir, callback=callback)
 
     def time_ids(self, height: int, width: int) -> torch.Tensor:
         """SDXL's micro-conditioning (original size, crop top-left, target size) for an image of this size."""
@@ -157,18 +160,24 @@ def _lora_keys(path: Path) -> list[str]:
 
 def load_revpers_pipe(checkpoint: str | os.PathLike, faceid: str | os.PathLike, *,
                       device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto",
-                      config_dir: str | os.PathLike | None = None) -> SDXLPipe:
-    """SDXL + IP-Adapter FaceID SDXL (with its LoRA), ready for Reverse Personalization."""
+                      config_dir: str | os.PathLike | None = None, callback=None) -> SDXLPipe:
+    """SDXL + IP-Adapter FaceID SDXL (with its LoRA), ready for Reverse Personalization; ``callback`` as
+    ``load_pipe``'s (a Cancel can stop the load between its parts)."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_model_files(checkpoint, faceid, kinds=REVPERS_FILES)      # every missing file in one message
     faceid_sd = read_faceid_sdxl(faceid)            # fail fast on a wrong adapter before the big load
     width = faceid_sd["image_proj"]["norm.weight"].shape[0]
     if width == 768:
         raise ModelFileError(f"'{Path(faceid).name}' is the FaceID adapter for SD1.5 (768-wide tokens); "
                              f"Reverse Personalization needs the SDXL one. {FACEID_SDXL_HINT}")
-    pipe = load_sdxl(checkpoint, dev, dt, config_dir)
-    attach_faceid(pipe, faceid_sd, Path(faceid).name, FACEID_SDXL_HINT)
-    pipe.to(dev, dt)
+    check = load_check(callback)
+    with expected_messages_silenced(check):         # diffusers' expected warnings and loading bars (quiet.py)
+        pipe = load_sdxl(checkpoint, dev, dt, config_dir)
+        check()
+        attach_faceid(pipe, faceid_sd, Path(faceid).name, FACEID_SDXL_HINT)
+        check()
+        pipe.to(dev, dt)
     if dt == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)           # SDXL's VAE overflows in fp16; diffusers and the reference upcast it
     pipe.set_progress_bar_config(disable=True)

@@ -10,7 +10,7 @@ each anonymized face is reported ``audit: "passed"``; with any other anonymizer 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
 from .audit import NOT_AUDITED
 from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face, too_little_of_the_face
-from ..faces.regions import DEFAULT_KEEP, MASK_MEANS, crop_anonymize_mask, parse_regions
+from ..faces.regions import MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
 
@@ -36,7 +36,8 @@ class PhotoOptions:
 
     crop_size: int = 512
     zoom: float = 1.0                 # framing: 1.0 = FFHQ/CelebA-HQ (the paper's inputs); larger shows more
-    keep: tuple[str, ...] = DEFAULT_KEEP  # regions kept visible (the paper's eyes + mouth); () = whole face
+    keep: tuple[str, ...] | None = None   # regions kept visible; () = whole face; None = the method's default
+                                          # (its settings' KEEP, carried by its anonymizer as ``keep``)
     grow: float = 0                   # grow (+) / shrink (-) the kept regions, crop pixels
     feather: float = 0.0              # soft edge of the kept regions, crop pixels (0 = hard, as the paper)
     on_failure: str = "error"         # error | blur | pixelate | keep
@@ -236,6 +237,8 @@ def anonymize_photo(image: np.ndarray, detector, anonymizer: Anonymizer, options
     nearer, faces end on top).
     """
     options.validate()
+    if options.keep is None:                 # the method's own default; an anonymizer without one: the whole face
+        options = replace(options, keep=tuple(getattr(anonymizer, "keep", ())))
     image = photo_array(image, mode)
     rgb, alpha = as_rgb(image, "RGBA")
     for what, m in (("keep mask", keep_mask), ("external mask", options.external_mask)):

@@ -20,10 +20,14 @@ from ...models.devices import pick_device, pick_dtype
 from ...errors import InputError, ModelFileError, NullFaceError
 from ...faces.imageio import check_face_images, check_masks, to_nhwc
 from ...privacy.policy import check_mask_shares
-from .sampler import InpaintSettings, ldm_schedule, sample_inpaint, sd_alphas_cumprod
+from .settings import InpaintSettings
+from .sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
-from ...models.files import check_checkpoint_file, check_model_folder, checkpoint_keys, load_or_explain, require_file
-from ...models.sd15 import CONFIG_DIR, NullFacePipe
+from ...models.files import (check_checkpoint_file, check_files, check_model_folder, checkpoint_keys, load_or_explain,
+                             require_file)
+from ...models.quiet import expected_messages_silenced
+from ...progress import tick
+from ...models.sd15 import CONFIG_DIR, NullFacePipe, load_check
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
@@ -39,6 +43,7 @@ class InpaintPipe(NullFacePipe):
     """SD1.5 inpainting (9-channel UNet, VAE, text encoder) and the optional feature extractor φ."""
 
     features: Any = None               # φ (nullface.models.farl.FarlFeatures or any differentiable callable)
+    features_file: str | None = None   # φ's file when it was read from one: dropped on unload, read again
 
     # Moves happen outside inference mode, so that the parameters stay ordinary tensors autograd accepts.
     def offload(self) -> None:
@@ -47,13 +52,23 @@ class InpaintPipe(NullFacePipe):
             if isinstance(self.features, torch.nn.Module) and self.device.type != "cpu":
                 self.features.to("cpu")
 
-    def _load_again(self) -> "InpaintPipe":
-        return load_inpaint_pipe(self.checkpoint, self.features, device=self.device, dtype=self.dtype,
-                                 config_dir=self.config_dir)
+    def _load_again(self, callback=None) -> "InpaintPipe":
+        return load_inpaint_pipe(self.checkpoint, self.features_file or self.features, device=self.device,
+                                 dtype=self.dtype, config_dir=self.config_dir, callback=callback)
 
-    def ready(self) -> "InpaintPipe":
+    def _adopt(self, fresh: "InpaintPipe") -> None:
+        super()._adopt(fresh)
+        self.features = fresh.features
+
+    def unload(self) -> None:
+        """Drop the weights, FaRL's too when it came from a file (read again on next use)."""
+        if self.features_file:
+            self.features = None
+        super().unload()
+
+    def ready(self, callback=None) -> "InpaintPipe":
         with torch.inference_mode(False):
-            super().ready()
+            super().ready(callback)
             if isinstance(self.features, torch.nn.Module):
                 self.features.to(self.device)
         return self
@@ -118,26 +133,41 @@ def load_sd15_inpainting(path: str | os.PathLike, device: torch.device, dtype: t
     return pipe.to(device)
 
 
+def check_inpaint_files(checkpoint, features=None, target=None) -> None:
+    """Every missing file of the inpainting method (checkpoint, FaRL file, target image) in one message."""
+    from ...models.farl import FARL_HINT
+    check_files([(checkpoint, "Stable Diffusion 1.5 inpainting checkpoint", INPAINT_HINT),
+                 (features, "FaRL feature extractor", FARL_HINT),
+                 (target, "target image", "Give the synthesized target face the repainted faces take their "
+                                          "attributes from (--target), or set --inpaint-guidance-scale 0.")])
+
+
 def load_inpaint_pipe(checkpoint: str | os.PathLike, features: str | os.PathLike | Any | None = None, *,
                       device: str | torch.device = "auto", dtype: str | torch.dtype | None = "auto",
-                      config_dir: str | os.PathLike | None = None) -> InpaintPipe:
-    """SD1.5 inpainting + φ: a FaRL file path, any differentiable callable, or None (guidance off only)."""
+                      config_dir: str | os.PathLike | None = None, callback=None) -> InpaintPipe:
+    """SD1.5 inpainting + φ: a FaRL file path, any differentiable callable, or None (guidance off only).
+    ``callback`` as ``load_pipe``'s (a Cancel can stop the load between its parts)."""
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_inpaint_files(checkpoint, features if isinstance(features, (str, os.PathLike)) else None)
     phi = features
     # Built outside inference mode (ComfyUI runs nodes inside it): the guidance backpropagates through the
     # VAE decoder and φ, which inference-mode parameters would refuse.
-    with torch.inference_mode(False):
+    check = load_check(callback)
+    with torch.inference_mode(False), expected_messages_silenced(check):   # no loading bars (models/quiet.py)
         if isinstance(features, (str, os.PathLike)):
             from ...models.farl import load_farl
             phi = load_farl(features, dev, torch.float32)       # fail fast on a wrong file before the big load
+            check()
         pipe = load_sd15_inpainting(checkpoint, dev, dt, config_dir)
+        check()
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)                         # the guidance differentiates x̂_0 only
     log.info("Inpainting pipeline: %s on %s (%s), feature extractor: %s", Path(checkpoint).name, dev, dt,
              getattr(phi, "path", None) or (type(phi).__name__ if phi is not None else "none"))
-    return InpaintPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid="", features=phi)
+    return InpaintPipe(pipeline=pipe, device=dev, dtype=dt, checkpoint=str(checkpoint), faceid="", features=phi,
+                       features_file=str(features) if isinstance(features, (str, os.PathLike)) else None)
 
 
 def _sample_latents(pipe: InpaintPipe, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -179,20 +209,22 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
         raise InputError("the inpainting method needs a mask of the region to repaint (1 = anonymize)")
     check_mask_shares(m)                                  # too little of the face to repaint: refused
     m_pix = (m >= 0.5).float()[:, None]                                  # m, hard as the reference's masks
-    phi = features if features is not None else pipe.features
     if settings.guided:
-        if phi is None:
+        if features is None and pipe.features is None and not pipe.features_file:
             raise ModelFileError("the attribute guidance needs its feature extractor (FaRL): load it with the "
                                  "pipe, or set guidance_scale to 0 for plain SD inpainting. " + _farl_hint())
         if target is None:
             raise InputError("the attribute guidance needs a target image (e.g. a synthesized face)")
-    pipe = pipe.ready()
+    pipe = pipe.ready(callback)
+    phi = features if features is not None else pipe.features            # (read again after an unload)
     dev, dt = pipe.device, pipe.dtype
     g = torch.Generator().manual_seed(int(settings.seed))
     schedule = ldm_schedule(settings.steps, sd_alphas_cumprod(dict(pipe.modules.scheduler.config)))
     count = {"unet_evals": 0, "guidance_backward": 0}
     with torch.no_grad():
+        tick(callback, "encode")
         z0 = _sample_latents(pipe, x, g)                                 # E(y)
+        tick(callback, "encode")
         masked = _sample_latents(pipe, x * (1 - m_pix), g)              # E(y ⊙ (1 − m))
         lh, lw = z0.shape[-2:]
         m_lat = latent_mask(m_pix[:, 0], (lh, lw)).to(dev)              # m at latent size (nearest)
@@ -216,11 +248,13 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
                 return pipe.vae.decode((z / pipe.vae_scale).to(dt)).sample.float()   # D(x̂_0), -1..1
 
             def guidance(x0: torch.Tensor, k: int) -> torch.Tensor:
+                tick(callback, "guidance")                               # a VAE decode and its backward
                 count["guidance_backward"] += int(x0.shape[0])
                 return attribute_gradient(x0, decode, phi, tgt_feats, src_feats, scale=settings.guidance_scale,
                                           sim_weight=settings.sim_weight, dissim_weight=settings.dissim_weight)
 
         latents = sample_inpaint(eps, x_t, schedule, noise, guidance, callback)
+        tick(callback, "decode")
         out = pipe.vae.decode((latents / pipe.vae_scale).to(dt)).sample.float().clamp(-1, 1)
     if not torch.isfinite(out).all():
         raise NullFaceError("the model produced NaN/inf values (try precision fp32 or bf16); "
@@ -285,5 +319,6 @@ def inpaint_crop_anonymizer(pipe: InpaintPipe, target, settings: InpaintSettings
                            callback=callback, retry=lambda i, s: paint([crops[i]], s)[0])
 
     run.audits = []
+    run.keep = InpaintSettings.KEEP         # the method's default kept regions (PhotoOptions.keep = None)
     run.audited = audit is not None        # every anonymized face passed the audit
     return run

@@ -1,4 +1,5 @@
-"""Inpainting with attribute guidance (papers/000, Salar, Zhao, Liu 2025): settings, schedule, sampler.
+"""Inpainting with attribute guidance (papers/000, Salar, Zhao, Liu 2025): schedule and sampler (settings:
+``nullface.methods.inpaint.settings``).
 
 The region to anonymize (mask m, 1 = regenerate) is erased and repainted by a Stable Diffusion
 inpainting UNet (9 input channels: x_t, m at latent size, and the latent of the masked image);
@@ -9,68 +10,12 @@ start from the image latent noised to t = 999, ρ = 0.8, w_sim = 1, w_dis = 0.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Optional
 
 import torch
 
 from ...errors import InputError
 from ...diffusion.schedule import Schedule
-
-
-def _f(default, help: str, lo=None, hi=None, step=None):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi, "step": step})
-
-
-@dataclass(frozen=True)
-class InpaintSettings:
-    """Parameters of the inpainting method (paper symbols in the help); defaults = the authors' code."""
-
-    steps: int = _f(45, "DDIM steps S (ldm 'uniform' spacing: 1000 // S apart, so 45 gives 46 timesteps "
-                        "991..1, as the authors run it).", 1, 1000)
-    start_t: int = _f(999, "The image latent is noised to this training timestep to start (999 = almost pure "
-                           "noise: the masked region is repainted from scratch, as the paper).", 1, 999)
-    guidance_scale: float = _f(0.8, "ρ, the attribute guidance step: x_{t-1} -= σ_t ρ ∇ L (authors: 0.8; "
-                                    "0 = plain SD inpainting, no feature extractor needed).", 0.0, 1000.0, 0.05)
-    sim_weight: float = _f(1.0, "w_sim: pull the attributes towards the target image (authors: 1).",
-                           0.0, 100.0, 0.05)
-    dissim_weight: float = _f(0.0, "w_dis: push the attributes away from the source face (authors: 0).",
-                              0.0, 100.0, 0.05)
-    seed: int = _f(0, "Seed of the start noise, the DDPM noise and the VAE posterior samples "
-                      "(drawn on the CPU: same seed, same output on the same device).", 0, 0xFFFFFFFF)
-    prompt: str = _f("", "Text prompt of the inpainting UNet (authors: empty).")
-    keep_unmasked: bool = _f(True, "Paste the original back outside the mask, so kept pixels are exactly the "
-                                   "input's (the authors return the whole decoded image).")
-
-    def validate(self) -> "InpaintSettings":
-        for f in fields(self):
-            value, lo, hi = getattr(self, f.name), f.metadata.get("min"), f.metadata.get("max")
-            if isinstance(f.default, bool) or isinstance(f.default, str):
-                continue
-            if isinstance(f.default, int) and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InputError(f"{f.name} must be an integer, got {value!r}")
-            if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
-                raise InputError(f"{f.name} must be a finite number, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise InputError(f"{f.name} must be in {lo}..{hi}, got {value!r}")
-        return self
-
-    @property
-    def sample_steps(self) -> int:
-        """UNet evaluations per face: the ldm schedule's timesteps (46 for S = 45)."""
-        return int(ldm_timesteps(self.steps).shape[0])
-
-    @property
-    def work_per_face(self) -> int:
-        """Progress units one face costs: its denoising steps."""
-        return self.sample_steps
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance_scale != 0 and (self.sim_weight != 0 or self.dissim_weight != 0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def ldm_timesteps(steps: int, train_steps: int = 1000) -> torch.Tensor:

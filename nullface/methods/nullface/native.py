@@ -70,6 +70,24 @@ def step_index(sigma: torch.Tensor, sigmas: torch.Tensor) -> int:
     return int((sigmas[:-1].float().cpu() - s).abs().argmin())
 
 
+# ComfyUI's prediction types (comfy.model_sampling), most derived first where one extends another.
+PREDICTIONS = {"EPS": "ε", "V_PREDICTION": "v", "EDM": "EDM (v)", "X0": "x0", "IMG_TO_IMG": "x0", "CONST": "flow",
+               "V_PREDICTION_EDM": "EDM (v)", "COSMOS_RFLOW": "flow", "X0_CONST": "x0"}
+
+
+def prediction_problem(model_sampling) -> str | None:
+    """Why a MODEL's ``model_sampling`` is not the method's, or None: NullFace's inversion and guidance are
+    written for an ε-prediction SD1.5 UNet; a v-prediction (e.g. ModelSamplingDiscrete set to v_prediction),
+    x0 or flow MODEL would run and return a wrong image without a word."""
+    kind = next((c.__name__ for c in type(model_sampling).__mro__ if c.__name__ in PREDICTIONS), None)
+    if kind == "EPS":
+        return None
+    what = f"predicts {PREDICTIONS[kind]} ({kind})" if kind else \
+        f"has an unknown prediction type ({type(model_sampling).__name__})"
+    return (f"the MODEL {what}; NullFace is an ε-prediction method for Stable Diffusion 1.5: remove the "
+            "ModelSamplingDiscrete (or other model sampling) node, or set it to eps")
+
+
 # ----------------------------------------------------------------------------------- DDPM step and sampler
 def ddpm_std(sigma: torch.Tensor, sigma_prev: torch.Tensor) -> torch.Tensor:
     """σ_t of the DDPM posterior from σ to σ_prev: sqrt((1 - α)(1 - ᾱ_prev)/(1 - ᾱ)), α = ᾱ/ᾱ_prev."""

@@ -24,31 +24,40 @@ from ...models.sd15 import NullFacePipe
 from .sampler import sample_nullface
 from ...diffusion.schedule import schedule_from_config
 from .settings import NullFaceSettings
+from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
 
 
 @torch.no_grad()
-def encode(pipe: NullFacePipe, images) -> torch.Tensor:
-    """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, pipe.dtype)
-    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
+def encode(pipe: NullFacePipe, images, callback: Callback = None) -> torch.Tensor:
+    """Latents x0 = VAE mode · 0.18215 of face images (any accepted layout), [B,4,H/8,W/8] float32.
+    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
+    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, pipe.dtype)
+    latents = []
+    for i in range(x.shape[0]):
+        tick(callback, "encode")
+        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
     return torch.cat(latents).float() * pipe.vae_scale
 
 
 @torch.no_grad()
-def decode(pipe: NullFacePipe, latents: torch.Tensor) -> torch.Tensor:
-    """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents."""
-    z = latents.to(pipe.ready().device, pipe.dtype) / pipe.vae_scale
-    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
-    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+def decode(pipe: NullFacePipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 (ComfyUI layout) from latents; ``callback`` as ``encode``'s."""
+    z = latents.to(pipe.ready(callback).device, pipe.dtype) / pipe.vae_scale
+    out = []
+    for i in range(z.shape[0]):
+        tick(callback, "decode")
+        out.append(pipe.vae.decode(z[i:i + 1]).sample)
+    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
 
 def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSettings,
                    callback: Callback = None) -> Inversion:
     """DDPM inversion of latents on the null path, keeping only the steps sampling will use."""
     settings.validate()
+    pipe.ready(callback)
     schedule = schedule_from_config(pipe.scheduler_config, settings.steps)
     denoiser = PipeDenoiser(pipe, null_scale=settings.ip_adapter_scale)
     return invert(denoiser.null, x0.to(pipe.device), schedule, settings.t_skip, settings.seed,
@@ -58,7 +67,7 @@ def invert_latents(pipe: NullFacePipe, x0: torch.Tensor, settings: NullFaceSetti
 
 def invert_images(pipe: NullFacePipe, images, settings: NullFaceSettings, callback: Callback = None) -> Inversion:
     """Encode and invert face images: one inversion per image of the batch."""
-    return invert_latents(pipe, encode(pipe, images), settings, callback)
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
 
 
 def embed_images(face_models: FaceModels, images, pick: str | int = "largest") -> list[FaceEmbedding]:
@@ -87,6 +96,7 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
     if m is not None:
         check_mask_shares(m)                              # too little of the face to change: refused
     m = None if m is None else latent_mask(m, (h, w), soft=settings.soft_mask).to(inversion.x0.device)
+    pipe.ready(callback)
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,
                             null_scale=inversion.ip_adapter_scale)
     return sample_nullface(denoiser, inversion.x_start, inversion.zs, inversion.schedule, inversion.t_skip,
@@ -119,7 +129,7 @@ def anonymize_face(pipe: NullFacePipe, images, settings: NullFaceSettings = Null
         identity = negate_identities(embeddings, settings.lambda_id, settings.max_angle, settings.seed)
     inversion = invert_images(pipe, batch, settings, callback)
     latents = sample_latents(pipe, inversion, identity, settings, masks, callback)
-    return decode(pipe, latents)
+    return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe: NullFacePipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
@@ -178,6 +188,7 @@ def crop_anonymizer(pipe: NullFacePipe, face_models: FaceModels, settings: NullF
                                                                s, callback)[0])
 
     run.audits = []
+    run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
     run.audited = audit is not None        # every anonymized face passed the audit
     return run
 

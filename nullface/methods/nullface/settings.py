@@ -1,48 +1,65 @@
-"""The method's settings in one dataclass; defaults are the paper's comparison settings.
+"""NullFace's settings (papers/003); the defaults are the paper's comparison settings (§4.5).
 
-Each numeric field carries its range and help (``FIELDS``): the validation, the nodes' widgets and the
-CLI's flags all read them from here.
+Every field is a ``nullface.schema.setting``: its range, help and source feed the validation, the nodes'
+widgets, the CLI's flags and the README's table.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
-from ...errors import InputError
 from ...diffusion.schedule import mask_delay_steps
-
-
-def _p(default, help: str, lo: float | None = None, hi: float | None = None, positive: bool = False):
-    """A field with its range: ``lo <= v <= hi``, or ``lo < v`` when ``positive``."""
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi, "positive": positive})
+from ...errors import InputError
+from ...schema import Settings, setting
 
 
 @dataclass(frozen=True)
-class NullFaceSettings:
-    """NullFace parameters (paper symbols in brackets). Defaults reproduce the paper's Table 1 setup."""
+class NullFaceSettings(Settings):
+    """NullFace parameters (paper symbols in the help). Settings that anonymize nothing are refused:
+    t_skip >= steps (no step runs), lambda_cfg, lambda_id or ip_adapter_scale <= 0 (eq. 3 is the null path,
+    or the identity is the original's, or it never reaches the UNet)."""
 
-    steps: int = _p(100, "T, the number of DDPM steps (paper: 100).", 1, 1000)
-    t_skip: int = _p(70, "T_skip: steps skipped before the identity guidance; the last T - T_skip steps run, at "
-                         "least one. Higher keeps more of the input (paper: 70).", 0, 999)
-    lambda_cfg: float = _p(10.0, "λ_cfg, identity guidance (eq. 3), > 0 (0 is the null path: nothing anonymized). "
-                                 "Higher = more anonymous, 20+ loses realism (paper: 10).", 0.0, 30.0, True)
-    lambda_id: float = _p(1.0, "λ_id: the condition is -λ_id × the face's ArcFace embedding, > 0 (paper: 1.0).",
-                          0.0, 5.0, True)
-    ip_adapter_scale: float = _p(1.0, "IP-Adapter scale λ_img, > 0: at 0 the identity never reaches the UNet "
-                                      "(paper: 1.0).", 0.0, 2.0, True)
-    mask_delay: float = _p(1 / 3, "Fraction of the T - T_skip running steps before the region mask (eq. 4) "
-                                  "applies, 0..1; the mask always applies on the last step (paper: 1/3, i.e. "
-                                  "10 of 30, the mask from step 80 of 100).", 0.0, 1.0)
-    seed: int = _p(0, "Seed of the inversion noise and the identity rotation (same seed, same result on the "
-                      "same device).", 0, 0xFFFFFFFF)
-    max_angle: float = _p(0.0, "Rotate the negated identity by a seeded random angle up to this (degrees) for "
-                               "more varied faces; 0 = pure negation (paper).", 0.0, 180.0)
-    prompt: str = ""               # optional attribute prompt on the conditional path (papers/002)
-    soft_mask: bool = False        # False: binarize at 0.5 + nearest resize (the reference); True: area-averaged
-    exact_last_step: bool = False  # opt-in: also invert the last step (1 more UNet call) so the null path
-                                   # returns the input latents exactly; the reference zeroes that noise map
-    inversion_batch: int = _p(0, "UNet evaluations per inversion call (speed vs memory and progress only; same "
-                                 "result); 0 = auto: 1 on the CPU (a call stays short), 8 elsewhere.", 0, None)
+    METHOD = "nullface"
+    KEEP = ("eyes", "mouth")
+    KEEP_SOURCE = "paper 003 §4.5: an eye-and-mouth-revealing mask"
+
+    steps: int = setting(100, "T, the number of DDPM steps (paper: 100).", source="paper 003 §4.1, Fig. 3",
+                         min=1, max=1000)
+    t_skip: int = setting(70, "T_skip: steps skipped before the identity guidance; the last T - T_skip steps run, at "
+                              "least one. Higher keeps more of the input (paper: 70).",
+                          source="paper 003 §3.2, §4.5", min=0, max=999)
+    lambda_cfg: float = setting(10.0, "λ_cfg, identity guidance (eq. 3), > 0 (0 is the null path: nothing "
+                                      "anonymized). Higher = more anonymous, 20+ loses realism (paper: 10).",
+                                source="paper 003 eq. 3, §4.3, §4.5", gt=0.0, max=30.0, step=0.5)
+    lambda_id: float = setting(1.0, "λ_id: the condition is -λ_id × the face's ArcFace embedding, > 0 (paper: 1.0).",
+                               source="paper 003 §3.2, §4.2, §4.5", gt=0.0, max=5.0, step=0.05)
+    ip_adapter_scale: float = setting(1.0, "IP-Adapter scale λ_img, > 0: at 0 the identity never reaches the UNet "
+                                           "(paper: 1.0).", source="paper 003 eq. 2; reference 1.0",
+                                      gt=0.0, max=2.0, step=0.05, flag="--ip-scale")
+    mask_delay: float = setting(1 / 3, "Fraction of the T - T_skip running steps before the region mask (eq. 4) "
+                                       "applies, 0..1; the mask always applies on the last step (paper: 1/3, i.e. "
+                                       "10 of 30, the mask from step 80 of 100).",
+                                source="paper 003 §4.5 (mask at timestep 80), supp. §8", min=0.0, max=1.0,
+                                step=0.01, round=0.0001)
+    seed: int = setting(0, "Seed of the inversion noise and the identity rotation (same seed, same result on the "
+                           "same device).", min=0, max=0xFFFFFFFF)
+    max_angle: float = setting(0.0, "Rotate the negated identity by a seeded random angle up to this (degrees) for "
+                                    "more varied faces; 0 = pure negation (paper).", source="reference code",
+                               min=0.0, max=180.0, step=1.0, flag="")
+    prompt: str = setting("", "Optional attribute prompt on the identity path, e.g. 'an elderly man'. Empty = the "
+                              "paper's method.", source="papers/002 (attribute prompt)", multiline=True)
+    soft_mask: bool = setting(False, "Off: binarize the mask at 0.5 and downsample nearest (the reference). On: keep "
+                                     "feathered edges (extension).", source="reference code", flag="")
+    exact_last_step: bool = setting(False, "Opt-in: also invert the last step (1 more UNet call) so that the null "
+                                           "path returns the input latents exactly; the reference zeroes that "
+                                           "noise map.", source="reference code (zeroed)", flag="")
+    inversion_batch: int = setting(0, "UNet evaluations per inversion call (speed vs memory and progress only; same "
+                                      "result); 0 = auto: 1 on the CPU (a call stays short), 8 elsewhere.",
+                                   source="speed only", min=0, max=64, flag="")
+
+    def rules(self) -> None:
+        if self.t_skip >= self.steps:
+            raise InputError(f"t_skip ({self.t_skip}) must be smaller than steps ({self.steps}): with "
+                             f"t_skip = steps no step runs and nothing is anonymized")
 
     @property
     def sample_steps(self) -> int:
@@ -64,34 +81,3 @@ class NullFaceSettings:
     def inversion_steps(self) -> int:
         """UNet evaluations per image spent by the inversion: the used steps, less the zeroed last one."""
         return max(0, self.sample_steps - (0 if self.exact_last_step else 1))
-
-    def validate(self) -> "NullFaceSettings":
-        """Check every range; settings that would anonymize nothing are refused (fail closed)."""
-        for f in fields(self):
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if lo is None and hi is None:
-                continue
-            v = getattr(self, f.name)
-            integer = isinstance(f.default, int)
-            if integer and (not isinstance(v, int) or isinstance(v, bool)):
-                raise InputError(f"{f.name} must be an integer, got {v!r}")
-            if not integer and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-                raise InputError(f"{f.name} must be a finite number, got {v!r}")
-            if f.metadata.get("positive") and not v > lo:
-                raise InputError(f"{f.name} must be > {lo:g}, got {v!r}: {f.metadata['help']}")
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                rng = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
-                raise InputError(f"{f.name} must be in {rng}, got {v!r}: {f.metadata['help']}")
-        if self.t_skip >= self.steps:
-            raise InputError(f"t_skip ({self.t_skip}) must be smaller than steps ({self.steps}): with "
-                             f"t_skip = steps no step runs and nothing is anonymized")
-        return self
-
-    @classmethod
-    def spec(cls, name: str) -> dict:
-        """``{"default", "min", "max", "positive", "help"}`` of a field (for widgets and CLI flags)."""
-        f = next(f for f in fields(cls) if f.name == name)
-        return {"default": f.default, **f.metadata}
-
-    def to_dict(self) -> dict:
-        return asdict(self)

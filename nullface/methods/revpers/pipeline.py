@@ -9,85 +9,30 @@
        ε̂ = ε(x_t, ĉ_attr, ∅) + w · (ε(x_t, "", λ_id e) − ε(x_t, ĉ_attr, ∅)),   w < 0
 
    so the sample moves away from the identity e and towards the attributes ĉ_attr. With e = 0 and
-   ĉ_attr = c_attr the sampler replays the inversion and returns the input exactly.
+   ĉ_attr = c_attr the sampler replays the inversion and returns the input exactly: the inversion evaluates
+   the UNet at the corrected latents the replay computes, with the same rows in each call, so the replay sees
+   the same inputs bit for bit and ends on the input up to one float rounding.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ...diffusion.dpmsolver import (DPMInversion, DPMSchedule, dpm_schedule, invert_dpmpp_2m_sde, linspace_timesteps,
-                        sample_dpmpp_2m_sde)
+from ...diffusion.dpmsolver import DPMInversion, invert_dpmpp_2m_sde, sample_dpmpp_2m_sde
 from ...errors import InputError
 from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels
 from ...faces.imageio import check_face_images, to_nhwc
 from ...privacy.policy import check_mask_shares
+from .settings import ReversePersonalizationSettings
+from ...progress import tick
 
 log = logging.getLogger("nullface")
 Callback = Optional[Callable[[dict], None]]
-
-
-def _p(default, help: str, **limits):
-    """A settings field carrying its help text and range (widgets and CLI flags are built from them)."""
-    return field(default=default, metadata={"help": help, **limits})
-
-
-@dataclass(frozen=True)
-class ReversePersonalizationSettings:
-    """Reverse Personalization parameters; the defaults are the authors' (see the README for each source)."""
-
-    steps: int = _p(100, "DPM-Solver++ steps of the inversion and of sampling (authors: 100).", min=1, max=1000)
-    skip: float = _p(0.7, "Fraction of the diffusion time skipped: the steps run from t = (1 - skip)·1000 - 1 "
-                          "down to 1. Higher keeps more of the input (authors: 0.7).", min=0.0, max=0.99, step=0.01)
-    guidance_scale: float = _p(-10.0, "Identity guidance w; negative steers away from the face's identity. "
-                                      "More negative = more anonymous, less faithful (authors: -10).",
-                               min=-30.0, max=30.0, step=0.5)
-    id_scale: float = _p(1.0, "λ_id: the identity condition is λ_id × the ArcFace embedding (authors: 1.0).",
-                         min=0.0, max=5.0, step=0.05)
-    ip_adapter_scale: float = _p(1.0, "IP-Adapter scale on both paths (authors: 1.0).", min=0.0, max=2.0, step=0.05)
-    prompt: str = _p("", "Attribute prompt ĉ_attr that replaces c_attr during reverse diffusion, e.g. "
-                         "'an elderly man'. Empty = plain anonymization.")
-    seed: int = _p(0, "Seed of the inversion noise (same seed, same output on the same device).",
-                   min=0, max=0xFFFFFFFF)
-    crop_size: int = _p(1024, "Face crop size the model works at in whole photos (SDXL's native 1024, "
-                              "the authors' face_image_size).", min=64, max=2048, step=8)
-    inversion_batch: int = _p(8, "UNet rows per batched inversion call (memory vs speed only; same result).",
-                              min=1, max=64)
-
-    @classmethod
-    def spec(cls, name: str) -> dict:
-        """default, help and range of one field."""
-        f = {x.name: x for x in dataclasses.fields(cls)}[name]
-        return {"default": f.default, **f.metadata}
-
-    def validate(self) -> "ReversePersonalizationSettings":
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
-                raise InputError(f"{f.name} must be an integer, got {value!r}")
-            if isinstance(value, float) and not np.isfinite(value):
-                raise InputError(f"{f.name} must be a finite number, got {value!r}")
-            if "min" in meta and not meta["min"] <= value <= meta["max"]:
-                raise InputError(f"{f.name} must be in {meta['min']}..{meta['max']}, got {value!r}")
-        if self.crop_size % 8:
-            raise InputError(f"crop_size must be a multiple of 8, got {self.crop_size}")
-        return self
-
-    @property
-    def work_per_face(self) -> int:
-        """Progress units one face costs: its inversion steps and its sampling steps."""
-        return 2 * self.steps
-
-    def schedule(self) -> DPMSchedule:
-        return dpm_schedule(linspace_timesteps(self.steps, self.skip))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def branch_weights(guidance_scale: float) -> tuple[float, float]:
@@ -99,7 +44,9 @@ class GuidedDenoiser:
     """ε̂(x_t) = (1 − w) ε(x_t, text_u, ∅) + w ε(x_t, text_c, c_id) on SDXL + FaceID; counts UNet evaluations.
 
     A branch whose weight is 0 is not evaluated; when both branches are the same condition (same text,
-    zero identity) one evaluation serves both. Both branches of a step share one batched UNet call.
+    zero identity: ``identities`` None or all zero) one evaluation serves both. Both branches of a step share
+    one batched UNet call. The inversion and the null-path replay build it alike, so they call the UNet with
+    the same rows.
     """
 
     def __init__(self, pipe, text_u, text_c, identities: Optional[np.ndarray], guidance_scale: float,
@@ -111,7 +58,7 @@ class GuidedDenoiser:
         self.scale = float(ip_adapter_scale)
         self.time_ids = pipe.time_ids(*image_size)
         self.evals = 0
-        same = text_u[0] is text_c[0] and self.c_id is None
+        same = text_u[0] is text_c[0] and (self.c_id is None or not bool(self.c_id.any()))
         self.branches = [b for b, w in (("u", self.wu), ("c", self.wc)) if w != 0]
         if same:
             self.wu, self.wc, self.branches = 1.0, 0.0, ["u"]   # ε_u = ε_c: ε̂ = ε_u whatever w
@@ -128,6 +75,7 @@ class GuidedDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         pipe, n = self.pipe, x.shape[0]
         dt, dev = pipe.dtype, pipe.device
+        t = torch.as_tensor(t).reshape(-1).expand(n) if torch.as_tensor(t).numel() == 1 else t
         texts = {"u": self.text_u, "c": self.text_c}
         xs, ts, embeds, pooled, ids = [], [], [], [], []
         for b in self.branches:
@@ -175,19 +123,26 @@ def _vae_dtype(pipe) -> torch.dtype:
 
 
 @torch.no_grad()
-def encode(pipe, images) -> torch.Tensor:
-    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32."""
-    x = check_face_images(to_nhwc(images)).to(pipe.ready().device, _vae_dtype(pipe))
-    latents = [pipe.vae.encode(x[i:i + 1]).latent_dist.mode() for i in range(x.shape[0])]
+def encode(pipe, images, callback: Callback = None) -> torch.Tensor:
+    """Latents x0 = VAE mode · scaling factor of face images (any accepted layout), float32.
+    ``callback`` may stop the run before each image's VAE call (and during a reload of the weights)."""
+    x = check_face_images(to_nhwc(images)).to(pipe.ready(callback).device, _vae_dtype(pipe))
+    latents = []
+    for i in range(x.shape[0]):
+        tick(callback, "encode")
+        latents.append(pipe.vae.encode(x[i:i + 1]).latent_dist.mode())
     return torch.cat(latents).float() * pipe.vae_scale
 
 
 @torch.no_grad()
-def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
-    """Images [B,H,W,3] float 0..1 from latents."""
-    z = latents.to(pipe.ready().device, _vae_dtype(pipe)) / pipe.vae_scale
-    out = torch.cat([pipe.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])])
-    return ((out.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+def decode(pipe, latents: torch.Tensor, callback: Callback = None) -> torch.Tensor:
+    """Images [B,H,W,3] float 0..1 from latents; ``callback`` as ``encode``'s."""
+    z = latents.to(pipe.ready(callback).device, _vae_dtype(pipe)) / pipe.vae_scale
+    out = []
+    for i in range(z.shape[0]):
+        tick(callback, "decode")
+        out.append(pipe.vae.decode(z[i:i + 1]).sample)
+    return ((torch.cat(out).float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
 
 
 def initial_attribute(pipe):
@@ -197,25 +152,29 @@ def initial_attribute(pipe):
 
 def invert_latents(pipe, x0: torch.Tensor, settings: ReversePersonalizationSettings,
                    callback: Callback = None) -> RevPersInversion:
-    """Null-identity DPM-Solver++ inversion of latents: ε̂ with zero identity on both branches."""
+    """Null-identity DPM-Solver++ inversion of latents: ε̂ with zero identity on both branches.
+
+    The denoiser is the one ``sample_latents`` builds for zero identities and no attribute prompt, called with
+    the same batch, so that replay is exact (``invert_dpmpp_2m_sde``)."""
     settings.validate()
+    pipe.ready(callback)
     size = (int(x0.shape[-2]) * 8, int(x0.shape[-1]) * 8)
     sched = settings.schedule()
     den = GuidedDenoiser(pipe, initial_attribute(pipe), pipe.encode_prompt(""), None, settings.guidance_scale,
                          settings.ip_adapter_scale, size)
-    rows = max(1, settings.inversion_batch // len(den.branches))   # inversion_batch counts UNet rows
     inv = invert_dpmpp_2m_sde(lambda x, i: den(x, sched.timesteps[i]), x0.to(pipe.device), sched, settings.seed,
-                              batch=rows, callback=callback)
+                              callback=callback)
     inv.unet_evals = den.evals
     return RevPersInversion(dpm=inv, settings=settings, image_size=size)
 
 
 def invert_images(pipe, images, settings: ReversePersonalizationSettings, callback: Callback = None):
-    return invert_latents(pipe, encode(pipe, images), settings, callback)
+    return invert_latents(pipe, encode(pipe, images, callback), settings, callback)
 
 
 def identity_vectors(embeddings: Sequence[FaceEmbedding | np.ndarray], id_scale: float) -> np.ndarray:
     """λ_id · e per image (the identity the negative guidance steers away from)."""
+    ReversePersonalizationSettings(id_scale=id_scale).validate()          # λ_id = 0: no identity to steer from
     if len(embeddings) == 0:
         raise InputError("no identity embeddings were given")
     rows = []
@@ -237,9 +196,11 @@ def sample_latents(pipe, inversion: RevPersInversion, identities: np.ndarray, gu
     s = inversion.settings
     w = s.guidance_scale if guidance_scale is None else float(guidance_scale)
     prompt = s.prompt if prompt is None else prompt
+    dataclasses.replace(s, guidance_scale=w, prompt=prompt).validate()   # w >= 0 or nan: refused
     ids = np.asarray(identities, np.float32)
     if ids.ndim != 2 or ids.shape[0] not in (1, inversion.batch):
         raise InputError(f"{len(ids)} identities for {inversion.batch} inverted images: give one, or one per image")
+    pipe.ready(callback)
     text_u = pipe.encode_prompt(prompt) if prompt.strip() else initial_attribute(pipe)   # ĉ_attr
     den = GuidedDenoiser(pipe, text_u, pipe.encode_prompt(""), ids, w, s.ip_adapter_scale, inversion.image_size)
     sched = inversion.dpm.schedule
@@ -264,7 +225,7 @@ def anonymize_face(pipe, images, settings: ReversePersonalizationSettings = Reve
         raise InputError(f"{len(embeddings)} embeddings for {batch.shape[0]} images")
     inversion = invert_images(pipe, batch, settings, callback)
     latents, _ = sample_latents(pipe, inversion, identity_vectors(embeddings, settings.id_scale), callback=callback)
-    return decode(pipe, latents)
+    return decode(pipe, latents, callback)
 
 
 def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.ndarray],
