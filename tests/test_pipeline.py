@@ -202,7 +202,7 @@ def test_null_path_returns_the_input_latents(pipe, faces, identity):
     out = null_path(pipe, inv, cid, s)
     assert torch.allclose(out, x0, atol=1e-5)
     den = PipeDenoiser(pipe, cid.vectors, s.prompt, cond_scale=s.ip_adapter_scale, null_scale=inv.ip_adapter_scale)
-    zero = torch.zeros(2, *inv.x0.shape[-2:])
+    zero = torch.zeros(2, 1, *inv.x0.shape[-2:])                      # M at latent size, 0 everywhere
     out = sample_nullface(den, inv.x_start, inv.zs, inv.schedule, inv.t_skip, s.lambda_cfg, zero, 0)
     assert torch.allclose(out, x0, atol=1e-5)           # M = 0 from the first step: eq. 4 is ε(∅) at any λ_cfg
     # ... so the API refuses such a mask: it would return the faces unchanged
