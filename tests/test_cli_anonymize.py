@@ -9,7 +9,9 @@ from PIL import Image
 
 from nullface.commands.cli import main
 
-METHOD = ["--steps", "10", "--t-skip", "7", "--crop-size", "64", "--device", "cpu", "--dtype", "fp32"]
+# the audit (on by default) is the subject of its own tests: the tiny random models barely change the
+# astronaut's mission patch, a false-positive face that dlib then still matches, so the audit rightly fails it
+METHOD = ["--steps", "10", "--t-skip", "7", "--crop-size", "64", "--device", "cpu", "--dtype", "fp32", "--no-audit"]
 
 
 @pytest.fixture(scope="module")
