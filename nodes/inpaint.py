@@ -102,8 +102,9 @@ class NullFaceInpaintPhoto:
             "on_failure": ON_FAILURE, "on_no_face": NO_FACE, "crop_size": CROP_SIZE, **widgets(InpaintSettings)},
             "optional": {
                 "keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
-                "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
-                                        "tooltip": "0: no audit. N: check each face with dlib's recognizer and "
+                "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
+                                        "tooltip": "0: off, faces reported 'not audited'. "
+                                                   "N (default 1): check each face with dlib's recognizer and "
                                                    "repaint with the next seed up to N tries; a face still "
                                                    "recognized then fails (on_failure applies)."})}}
 
@@ -119,7 +120,7 @@ class NullFaceInpaintPhoto:
 
     @cancellable
     def anonymize(self, inpaint_pipe, face_models, image, target, keep, on_failure, on_no_face, crop_size,
-                  keep_mask=None, audit_tries=0, **kwargs):
+                  keep_mask=None, audit_tries=1, **kwargs):
         from ..nullface.faces.regions import parse_regions
         s = _settings(kwargs)
         opts = PhotoOptions(crop_size=crop_size, keep=parse_regions(keep), on_failure=on_failure,

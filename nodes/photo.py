@@ -1,6 +1,7 @@
 """Whole-photo nodes: detect every face, crop, region masks, paste back, and Anonymize Photo in one node."""
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +21,7 @@ from ._common import (CATEGORY, FACE_MODELS, FACES, PIPE, Progress, cancellable,
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
 from .widgets import keep_widget
 
+log = logging.getLogger("nullface")
 CROPS = "NULLFACE_CROPS"
 CAT = f"{CATEGORY}/photo"
 NO_FACE = (["error", "pass"], {"default": "error", "tooltip": "An image without faces: stop with an error naming "
@@ -186,8 +188,9 @@ class NullFaceAnonymizePhoto:
                "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}
         return {"required": req,
                 "optional": {"keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
-                             "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
-                                                     "tooltip": "0: no audit. N: check each face with dlib's "
+                             "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
+                                                     "tooltip": "0: off, faces reported 'not audited'. "
+                                                                "N (default 1): check each face with dlib's "
                                                                 "recognizer and retry with stronger settings up to "
                                                                 "N tries; a face still recognized then fails."}),
                              "grow": ("INT", {"default": 0, "min": -64, "max": 64,
@@ -210,7 +213,7 @@ class NullFaceAnonymizePhoto:
 
     @cancellable
     def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, steps, t_skip, lambda_cfg,
-                  lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=0, grow=0,
+                  lambda_id, ip_adapter_scale, mask_delay, seed, crop_size, keep_mask=None, audit_tries=1, grow=0,
                   feather=0.0):
         from ..nullface.faces.regions import parse_regions
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
@@ -250,11 +253,14 @@ def photo_batch(arrays, keeps, detector, opts, work_per_face: int, make_anonymiz
 
 
 def photo_audit(node, face_models, audit_tries: int):
-    """The re-ID audit of a whole-photo node (None when ``audit_tries`` is 0): dlib's recognizer, loaded once
-    per node and kept on it, plus ArcFace as a second opinion when buffalo_l is loaded."""
-    if not audit_tries:
+    """The re-ID audit of a whole-photo node: dlib's recognizer (``make_recognizers``; loaded once per node and
+    kept on it), plus ArcFace as a second opinion when buffalo_l is loaded. None, with a warning, when
+    ``audit_tries`` is 0 or dlib is not installed: each face is then reported 'not audited'."""
+    from ..nullface.privacy.audit import audit_unavailable, make_recognizers
+    why = "audit_tries = 0" if not audit_tries else audit_unavailable()
+    if why is not None:
+        log.warning("the anonymized faces are NOT audited (%s)", why)
         return None
-    from ..nullface.privacy.audit import make_recognizers
     recognizers = make_recognizers(face_models.arcface, dlib=getattr(node, "_dlib", None))
     node._dlib = recognizers[0]
     return crop_audit(recognizers)

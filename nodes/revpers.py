@@ -163,8 +163,9 @@ class RevPersAnonymizePhoto:
         req.update(widgets(RS, *_COMMON, "crop_size"))
         return {"required": req,
                 "optional": {"keep_mask": ("MASK", {"tooltip": "Extra areas to keep visible (white), image size."}),
-                             "audit_tries": ("INT", {"default": 0, "min": 0, "max": 10,
-                                                     "tooltip": "0: no audit. N: check each face with dlib's "
+                             "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
+                                                     "tooltip": "0: off, faces reported 'not audited'. "
+                                                                "N (default 1): check each face with dlib's "
                                                                 "recognizer, retry with a new seed and stronger "
                                                                 "negative guidance up to N tries; a face still "
                                                                 "recognized then fails."})}}
@@ -179,7 +180,7 @@ class RevPersAnonymizePhoto:
                    "'NullFace Load Face Models'. Outputs a text report of every face.")
 
     @cancellable
-    def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=0,
+    def anonymize(self, pipe, face_models, image, keep, on_failure, on_no_face, keep_mask=None, audit_tries=1,
                   **kw):
         from ..nullface.faces.regions import parse_regions
         s = _settings(**kw)

@@ -9,7 +9,9 @@ from PIL import Image
 
 from nullface.commands.cli import main
 
-METHOD = ["--steps", "10", "--t-skip", "7", "--crop-size", "64", "--device", "cpu", "--dtype", "fp32"]
+# the audit (on by default) is the subject of its own tests: the tiny random models barely change the
+# astronaut's mission patch, a false-positive face that dlib then still matches, so the audit rightly fails it
+METHOD = ["--steps", "10", "--t-skip", "7", "--crop-size", "64", "--device", "cpu", "--dtype", "fp32", "--no-audit"]
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +432,42 @@ def test_settings_that_anonymize_nothing_are_refused_before_any_file(tmp_path, c
     out = tmp_path / "out"
     assert cmd.run(_args(src, out, *flags), anonymizer=spy, detector=fd.FixedDetector(fd.faces("astronaut"))) == 2
     assert words in capsys.readouterr().err and calls == [] and not (out / "a.png").exists()
+
+
+def test_the_audit_is_on_by_default_and_off_only_loudly(tmp_path, monkeypatch, caplog):
+    """The audit's recognizers are built by default when dlib is installed; --no-audit turns it off with a
+    warning and a record in the report; without dlib each face is reported 'not audited' (an explicit
+    --audit is then an error). --audit stays accepted."""
+    import nullface.privacy.audit as audit_mod
+    from nullface.commands import anonymize as cmd
+    from nullface.commands.options import audit_recognizers
+    from nullface.errors import MissingDependencyError
+    from tests import faces_data as fd
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(fd.image("astronaut")).save(src / "a.png")
+    assert [r.name for r in audit_recognizers(_args(src, tmp_path))] == ["dlib"]            # by default
+    assert [r.name for r in audit_recognizers(_args(src, tmp_path, "--audit"))] == ["dlib"]  # still accepted
+    assert audit_recognizers(_args(src, tmp_path, "--no-audit")) is None
+    detector = fd.FixedDetector(fd.faces("astronaut")[:1])
+
+    def audited(image, crops):                       # what an anonymizer built with the audit says of itself
+        return [255 - c.image for c in crops]
+    audited.audited = True
+    assert cmd.run(_args(src, tmp_path / "on"), anonymizer=audited, detector=detector) == 0
+    report = json.loads((tmp_path / "on" / "report.json").read_text())
+    assert report["audit"] == "on" and report["files"]["a.png"]["faces"][0]["audit"] == "passed"
+    with caplog.at_level("WARNING", logger="nullface"):
+        assert cmd.run(_args(src, tmp_path / "off", "--no-audit"), anonymizer=fd.invert, detector=detector) == 0
+    assert "--no-audit" in caplog.text and "NOT checked" in caplog.text
+    report = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert report["audit"] == "off (--no-audit)" and report["options"]["audit"] is False
+    assert [f["audit"] for f in report["files"]["a.png"]["faces"]] == ["not audited"]
+    monkeypatch.setattr(audit_mod, "audit_unavailable", lambda: "dlib is not installed")
+    assert audit_recognizers(_args(src, tmp_path)) is None                # by default: not audited, said so
+    with pytest.raises(MissingDependencyError, match="dlib is not installed"):
+        audit_recognizers(_args(src, tmp_path, "--audit"))
+    assert cmd.run(_args(src, tmp_path / "none"), anonymizer=fd.invert, detector=detector) == 0
+    report = json.loads((tmp_path / "none" / "report.json").read_text())
+    assert report["audit"] == "not audited: dlib is not installed"
+    assert report["files"]["a.png"]["faces"][0]["audit"] == "not audited"

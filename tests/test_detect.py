@@ -52,7 +52,9 @@ def test_astronaut_has_one_face():
     # dlib's default (margin 0) favours recall: the mission patch on her suit scores about 0.1
     assert all(f.score < 0.3 for f in faces[1:])
     strict = DlibDetector(score_threshold=0.3).detect(fd.image("astronaut"))
-    assert len(strict) == 1 and np.allclose(strict[0].bbox, faces[0].bbox)
+    kept, left = split_ignored(strict)                   # the patch is left alone, and listed
+    assert len(kept) == 1 and np.allclose(kept[0].bbox, faces[0].bbox)
+    assert len(left) == len(faces) - 1 and all(f.ignored.startswith("below score_threshold=0.3") for f in left)
     assert faces[0].score > 1.0
 
 
@@ -97,6 +99,40 @@ def test_auto_backend_falls_back_to_dlib_and_says_so(tmp_path, caplog):
     assert make_detector("dlib", min_size=40, max_faces=2).max_faces == 2
     with pytest.raises(InputError, match="yolo"):
         make_detector("yolo")
+
+
+class FakeSCRFD:
+    """insightface's SCRFD interface: ``prepare(det_thresh=)``, then ``detect`` returns only boxes scoring >= it."""
+
+    taskname = "detection"
+    SCORES = (0.95, 0.70, 0.30)
+
+    def prepare(self, ctx_id, input_size, det_thresh):
+        self.det_thresh = det_thresh
+
+    def detect(self, bgr, input_size, max_num):
+        rows = [(10 + 60 * i, 10, 50 + 60 * i, 60 - 5 * i, s) for i, s in enumerate(self.SCORES) if s >= self.det_thresh]
+        boxes = np.array(rows, np.float32).reshape(-1, 5)
+        kps = np.stack([np.full((5, 2), 30 + 60 * i, np.float32) for i in range(len(rows))]) if rows else None
+        return boxes, kps
+
+
+def test_a_raised_score_threshold_lists_the_faces_it_leaves_instead_of_dropping_them(tmp_path, monkeypatch):
+    import insightface.model_zoo as zoo
+    (tmp_path / "det_10g.onnx").write_bytes(b"stand-in")
+    monkeypatch.setattr(zoo, "get_model", lambda *a, **k: FakeSCRFD())
+    image = np.zeros((80, 200, 3), np.uint8)
+    default = InsightFaceDetector(tmp_path).detect(image)
+    assert [f.score for f in default] == pytest.approx([0.95, 0.70]) and not any(f.ignored for f in default)
+    strict = InsightFaceDetector(tmp_path, score_threshold=0.9).detect(image)
+    assert [f.score for f in strict] == pytest.approx([0.95, 0.70])             # the 0.70 face is still found ...
+    assert strict[0].ignored is None and strict[1].ignored == "below score_threshold=0.9"   # ... and listed
+    lenient = InsightFaceDetector(tmp_path, score_threshold=0.2).detect(image)  # below SCRFD's own 0.5: all found
+    assert len(lenient) == 3 and not any(f.ignored for f in lenient)
+    from nullface.privacy.photo import anonymize_photo
+    res = anonymize_photo(image, InsightFaceDetector(tmp_path, score_threshold=0.9), lambda im, cs: [255 - c.image for c in cs])
+    assert res.found == 1 and [f.score for f in res.ignored] == pytest.approx([0.70])
+    assert res.to_dict()["ignored_faces"][0]["reason"] == "below score_threshold=0.9"
 
 
 def test_missing_scrfd_file_is_named_with_where_to_get_it(tmp_path):

@@ -27,7 +27,8 @@ def test_the_detected_face_is_the_object_every_later_stage_carries():
     assert all(type(g) is face.Face and g.ignored for g in res.ignored) and len(res.ignored) == 4
     # the report's fields come from the face: unchanged format
     d = res.to_dict()
-    assert list(d["faces"][0]) == ["index", "bbox", "score", "status", "policy", "error"]
+    assert list(d["faces"][0]) == ["index", "bbox", "score", "status", "policy", "error", "audit"]
+    assert d["faces"][0]["audit"] == "not audited"                  # a plain function has no audit
     assert d["faces"][0]["bbox"] == kept[0].box_list() and d["faces"][0]["score"] == round(kept[0].score, 4)
     assert list(d["ignored_faces"][0]) == ["bbox", "score", "backend", "reason"]
 

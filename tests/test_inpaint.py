@@ -266,6 +266,19 @@ def test_guidance_changes_the_result_and_off_needs_no_extractor_nor_target(pipe)
     assert torch.equal(a, anonymize_inpaint(pipe, img, m, target, off))         # seeded: repeatable
 
 
+def test_a_mask_that_leaves_too_little_of_the_face_is_refused(pipe):
+    img, m = face_and_mask()
+    with pytest.raises(InputError, match="anonymizes too little"):          # all zero: nothing repainted
+        anonymize_inpaint(pipe, img, torch.zeros_like(m), None, dataclasses.replace(FAST, guidance_scale=0))
+    from scipy.ndimage import binary_erosion
+    from nullface.faces.crop import aligned_face_area
+    face = aligned_face_area(64, 64)
+    ring = face & ~binary_erosion(face, iterations=2)                    # a thin ring around the face
+    with pytest.raises(InputError, match="anonymizes too little"):
+        anonymize_inpaint(pipe, img, torch.from_numpy(ring.astype(np.float32))[None], None,
+                          dataclasses.replace(FAST, guidance_scale=0))
+
+
 def test_clear_errors(pipe):
     img, m = face_and_mask()
     with pytest.raises(InputError, match="mask"):

@@ -171,15 +171,16 @@ def test_photo_nodes_end_to_end(pack, tiny, astronaut):
     assert torch.allclose(same, image, atol=1 / 255)
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "eyes,mouth", "error", "error",
-                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64, audit_tries=0)
     assert out.shape == image.shape and n == count and ign == 0 and "image 1:" in report
     outside = (out - image).abs().amax(-1) > 1 / 255
     assert outside.any() and outside.float().mean() < 0.2
     blank = torch.full((1, 96, 96, 3), 128 / 255)            # an 8-bit value, as LoadImage gives
     with pytest.raises(Exception, match="no face"):
-        node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+        node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "error", 10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64,
+                                             audit_tries=0)
     out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, blank, "", "error", "pass",
-                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64, audit_tries=0)
     assert n == 0 and ign == 0 and torch.equal(out, blank) and "no face" in report
 
 
@@ -196,7 +197,7 @@ def test_photo_nodes_list_and_count_faces_ignored_by_the_minimum_size(pack, tiny
     assert count == 1 and ignored == 1 and faces.ignored[0][0].ignored.startswith("smaller than min_face_size")
     (pipe,) = node(pack, "NullFacePipeLoader")(str(tiny["sd15"]), str(tiny["faceid_bin"]), "cpu", "fp32", True)
     out, report, n, ign = node(pack, "NullFaceAnonymizePhoto")(pipe, fm, image, "", "error", "error",
-                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64)
+                                                               10, 7, 10.0, 1.0, 1.0, 1 / 3, 0, 64, audit_tries=0)
     assert n == 1 and ign == 1 and "1 IGNORED" in report
     assert any(ln.strip().startswith("ignored face [") and "smaller than min_face_size" in ln
                for ln in report.splitlines())

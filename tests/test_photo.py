@@ -278,3 +278,23 @@ def test_a_mask_that_keeps_the_whole_face_is_a_failure_not_a_success():
     assert res.failed == 1 and res.anonymized == 0 and calls == []
     assert anonymize_photo(fd.image("astronaut"), astro_detector(), spy,
                            PhotoOptions(keep=("eyes", "mouth"))).anonymized == 1
+
+
+def test_a_mask_that_leaves_too_little_of_the_face_fails_the_face_in_every_method():
+    """--keep face --grow -2 changes about 2 % of each face: below MIN_FACE_SHARE, every face fails closed
+    (the photo path is the same for NullFace, Reverse Personalization and inpainting)."""
+    from nullface.privacy.policy import MIN_FACE_SHARE
+    img = fd.image("astronaut")
+    thin = PhotoOptions(crop_size=128, keep=("face",), grow=-1)
+    with pytest.raises(FaceFailedError, match=rf"changes \d+\.\d% of the face, less than the {MIN_FACE_SHARE:.0%}"):
+        anonymize_photo(img, astro_detector(), invert, thin)
+    res = anonymize_photo(img, astro_detector(), invert, PhotoOptions(crop_size=128, keep=("face",), grow=-1,
+                                                                     on_failure="blur"))
+    assert res.failed == 1 and res.anonymized == 0 and "of the face" in res.faces[0].error
+    # a user mask that keeps the face: refused as well; the default keep (eyes, mouth) changes most of the face
+    keep_face = np.zeros(img.shape[:2], np.float32)
+    x1, y1, x2, y2 = (int(v) for v in fd.faces("astronaut")[0].bbox)
+    keep_face[max(0, y1 - 40):y2 + 40, max(0, x1 - 40):x2 + 40] = 1
+    with pytest.raises(FaceFailedError, match="keeps the whole face visible"):
+        anonymize_photo(img, astro_detector(), invert, PhotoOptions(crop_size=128, keep=()), keep_mask=keep_face)
+    assert anonymize_photo(img, astro_detector(), invert, PhotoOptions(crop_size=128)).anonymized == 1

@@ -236,11 +236,16 @@ def test_null_path_returns_the_input_latents(pipe, faces, identity):
     cid = negate_identities(list(identity))
     out = null_path(pipe, inv, cid, s)
     assert torch.allclose(out, x0, atol=1e-5)
-    out = sample_latents(pipe, inv, cid, replace(s, mask_delay=0), masks=np.zeros((2, SIZE, SIZE), np.float32))
-    assert torch.allclose(out, x0, atol=1e-5)
-    keep_all = anonymize_face(pipe, faces, replace(s, mask_delay=0), embeddings=list(identity),
-                              keep_masks=np.ones((2, SIZE, SIZE), np.float32))
-    assert torch.allclose(keep_all, decode(pipe, x0), atol=1e-4)          # keeping everything changes nothing
+    den = PipeDenoiser(pipe, cid.vectors, s.prompt, cond_scale=s.ip_adapter_scale, null_scale=inv.ip_adapter_scale)
+    zero = torch.zeros(2, 1, *inv.x0.shape[-2:])                      # M at latent size, 0 everywhere
+    out = sample_nullface(den, inv.x_start, inv.zs, inv.schedule, inv.t_skip, s.lambda_cfg, zero, 0)
+    assert torch.allclose(out, x0, atol=1e-5)           # M = 0 from the first step: eq. 4 is ε(∅) at any λ_cfg
+    # ... so the API refuses such a mask: it would return the faces unchanged
+    with pytest.raises(InputError, match="anonymizes too little"):
+        sample_latents(pipe, inv, cid, replace(s, mask_delay=0), masks=np.zeros((2, SIZE, SIZE), np.float32))
+    with pytest.raises(InputError, match="anonymizes too little"):
+        anonymize_face(pipe, faces, replace(s, mask_delay=0), embeddings=list(identity),
+                       keep_masks=np.ones((2, SIZE, SIZE), np.float32))
     # a different adapter scale on the conditional path keeps the null path exact
     out = null_path(pipe, inv, cid, replace(s, ip_adapter_scale=0.5))
     assert torch.allclose(out, x0, atol=1e-5)

@@ -198,9 +198,12 @@ def test_anonymize_face_in_one_call(xl, face):
 
 def test_crops_keep_mask_blends_the_input_back(xl, face):
     crop = (face[0].numpy() * 255).round().astype(np.uint8)
-    keep_all = np.zeros((SIZE, SIZE), np.float32)   # M = 0: nothing anonymized
-    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [keep_all], FEW)[0]
-    assert np.array_equal(out, crop)
+    from nullface.faces.crop import aligned_face_area
+    face_only = aligned_face_area(SIZE, SIZE).astype(np.float32)   # M = 1 on the face, 0 around it
+    out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [face_only], FEW)[0]
+    assert np.array_equal(out[face_only == 0], crop[face_only == 0]) and not np.array_equal(out, crop)
+    with pytest.raises(InputError, match="anonymizes too little"):   # M = 0: nothing anonymized, refused
+        R.anonymize_crops(xl, [crop], [unit(5)[0]], [np.zeros((SIZE, SIZE), np.float32)], FEW)
     out = R.anonymize_crops(xl, [crop], [unit(5)[0]], [None], FEW)[0]
     assert out.shape == crop.shape and not np.array_equal(out, crop)
 

@@ -56,6 +56,6 @@ def test_photo_node_anonymizes_and_reports(pack, xl, tiny, astronaut):
     image = torch.from_numpy(astronaut.astype(np.float32) / 255.0)[None]
     out, report, count, ignored = node(pack, "RevPersAnonymizePhoto")(
         xl, fm, image, "", "error", "error", steps=3, skip=0.7, guidance_scale=-10.0, id_scale=1.0,
-        ip_adapter_scale=1.0, seed=0, prompt="", crop_size=64)
+        ip_adapter_scale=1.0, seed=0, prompt="", crop_size=64, audit_tries=0)
     assert count >= 1 and ignored == 0 and "anonymized" in report and out.shape == image.shape
     assert not torch.equal(out, image)

@@ -120,7 +120,7 @@ def test_photo_node_total_covers_every_face_and_batch(pack, fake_comfy, pipe, ar
     image = torch.from_numpy(photo.astype(np.float32) / 255)[None]
     with UNetCalls(pipe.unet, after=lambda n: calls.append(len(shown))):
         out, report, done, _ignored = node(pack, "NullFaceAnonymizePhoto")(
-            pipe, models, image, "", "error", "error", 4, 2, 10.0, 1.0, 1.0, 0, 0, 64)
+            pipe, models, image, "", "error", "error", 4, 2, 10.0, 1.0, 1.0, 0, 0, 64, audit_tries=0)
     assert done == faces
     total = (1 + 2) * faces
     assert shown[0][1] == total and shown[-1] == (total, total)
@@ -174,7 +174,8 @@ def test_cancel_in_anonymize_photo_is_an_interrupt_not_a_failed_face(pack, fake_
     image = torch.from_numpy(photo.astype(np.float32) / 255)[None]
     fake_comfy.interrupt_current_processing(True)
     with pytest.raises(fake_comfy.InterruptProcessingException):
-        node(pack, "NullFaceAnonymizePhoto")(pipe, models, image, "", "blur", "pass", 4, 2, 10.0, 1.0, 1.0, 0, 0, 64)
+        node(pack, "NullFaceAnonymizePhoto")(pipe, models, image, "", "blur", "pass", 4, 2, 10.0, 1.0, 1.0, 0, 0, 64,
+                                             audit_tries=0)
 
 
 # ------------------------------------------------------------------------------------------- memory

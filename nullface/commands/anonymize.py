@@ -99,9 +99,14 @@ def add_parser(sub) -> None:
                         "faster on a GPU while it fits in memory, and gives the same result (docs/scale.md)")
     f.add_argument("--on-no-face", choices=("error", "pass"), default="error",
                    help="an image without faces: error (reported, not written) or pass (copied, reported)")
-    f.add_argument("--audit", action="store_true", help="re-identification audit with dlib's recognizer; "
-                                                         "faces still recognized are retried, then fail")
-    f.add_argument("--max-tries", type=int, default=3, help="tries per face with --audit (default 3)")
+    f.add_argument("--audit", dest="audit", action="store_true", default=None,
+                   help="the re-identification audit (the default when dlib is installed): dlib's recognizer checks "
+                        "every written face; faces still recognized are retried, then fail. Given explicitly, a "
+                        "missing dlib is an error; by default such faces are reported 'not audited'")
+    f.add_argument("--no-audit", dest="audit", action="store_false",
+                   help="turn the audit off: faces are written unchecked, with a warning, and report.json "
+                        "records 'audit': 'off' and 'not audited' for every face")
+    f.add_argument("--max-tries", type=int, default=3, help="tries per face in the audit (default 3)")
     f.add_argument("--audit-threshold", type=float, default=0.6,
                    help="dlib distance below which two faces are the same person (default 0.6; higher is stricter)")
     from .inpaint_method import add_arguments as add_inpaint_arguments
@@ -207,6 +212,24 @@ def _engine(args, anonymizer=None, detector=None):
     return lambda: (anonymizer, detector if detector is not None else detector_from_args(args))
 
 
+def audit_status(args, anonymizer) -> str:
+    """What report.json says of the audit, warned loudly when the faces go unchecked: "on", "off (--no-audit)"
+    or "not audited: <why>"."""
+    from ..privacy.audit import audit_unavailable
+    if getattr(anonymizer, "audited", False):
+        return "on"
+    if anonymizer is None and getattr(args, "audit", None) is not False and not audit_unavailable():
+        return "on"                              # --ray: each worker builds the audited anonymizer
+    if getattr(args, "audit", None) is False:
+        log.warning("--no-audit: the written faces are NOT checked by a face recognizer; the report says "
+                    "'not audited' for each")
+        return "off (--no-audit)"
+    why = audit_unavailable() or "this anonymizer has no audit"
+    log.warning("the written faces are NOT audited (%s); the report says 'not audited' for each", why)
+    return f"not audited: {why}"
+
+
+
 def run(args, anonymizer=None, detector=None, engine=None) -> int:
     """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends), or an
     ``engine()`` returning both (what each ``--ray`` worker calls once: it must pickle).
@@ -284,6 +307,8 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
     except NullFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if plan:
+        report["audit"] = audit_status(args, anonymizer)
     if plan and getattr(args, "ray", None):
         from .ray_run import run_on_ray
         interrupted = run_on_ray(args, plan, outdir, options, quality, report, entries, report_path, engine)

@@ -49,9 +49,8 @@ def build_anonymizer(args):
     pipe = load_inpaint_pipe(args.checkpoint, args.features if settings.guided else None, device=args.device,
                              dtype=args.dtype)
     pipe.compile = bool(getattr(args, "compile", False))
-    audit = None
-    if args.audit:
-        from ..privacy.audit import make_recognizers
-        from ..methods.anonymizer import crop_audit
-        audit = crop_audit(make_recognizers(threshold=args.audit_threshold))
+    from ..methods.anonymizer import crop_audit
+    from .options import audit_recognizers
+    recognizers = audit_recognizers(args)
+    audit = None if recognizers is None else crop_audit(recognizers)
     return inpaint_crop_anonymizer(pipe, target, settings, audit=audit, max_tries=args.max_tries), detector

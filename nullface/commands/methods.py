@@ -130,10 +130,9 @@ def build_anonymizer(args):
         raise InputError("; ".join([f"{flags} required: {method.checkpoint} and {method.faceid}"]
                                    + [m for m in missing if not m.startswith("--")]))
     faces = load_face_models(args.insightface_root, detector=args.detector, score_threshold=args.score_threshold)
-    audit = None
-    if args.audit:
-        from ..privacy.audit import make_recognizers
-        audit = crop_audit(make_recognizers(faces.arcface, args.audit_threshold))   # ArcFace when buffalo_l is there
+    from .options import audit_recognizers
+    recognizers = audit_recognizers(args, faces.arcface)         # ArcFace too when buffalo_l is there
+    audit = None if recognizers is None else crop_audit(recognizers)
     return method.engine(args, faces, audit, method.settings(args)), faces.detector
 
 

@@ -218,6 +218,20 @@ def crop_face(image: np.ndarray, face: Face, size: int = 512, zoom: float = 1.0,
                     image_shape=tuple(image.shape[:2]))
 
 
+def aligned_face_area(height: int, width: int) -> np.ndarray:
+    """Bool HxW: where the face lies in an aligned crop of that size (FFHQ framing at zoom 1, as ``crop_face``
+    makes): the paste region of a frontal template face whose eye distance equals its eyes-to-mouth distance.
+    The face area of a crop given without its landmarks; a non-square image holds the square crop centred."""
+    size = min(int(height), int(width))
+    d = size / 4.0                                    # crop_matrix: half-width 2 x eye distance = size / 2
+    c, ey = size / 2.0, size / 2.0 - 0.1 * d          # the crop centre lies 0.1 eyes-to-mouth below the eyes
+    kps = np.array([[c - d / 2, ey], [c + d / 2, ey], [c, ey + 0.55 * d], [c - 0.4 * d, ey + d], [c + 0.4 * d, ey + d]])
+    out = np.zeros((int(height), int(width)), bool)
+    y0, x0 = (int(height) - size) // 2, (int(width) - size) // 2
+    out[y0:y0 + size, x0:x0 + size] = face_region(size, kps) > 0.5
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ pasting
 def region_weights(crop: FaceCrop, image_shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """``((x0, y0, x1, y1), weight)``: the paste weight of ``crop`` in image coordinates, inside the

@@ -1,10 +1,11 @@
 """Face detection: insightface's SCRFD (buffalo_l) or dlib (offline fallback with 68 landmarks).
 
 A detector is any object with ``name: str`` and ``detect(image_rgb) -> list[Face]`` (``nullface.faces.face``), sorted by
-box area, largest first. Only their score threshold decides what is a face; their ``min_size`` and
-``max_faces`` mark faces ``ignored`` (``select_faces``), never drop them, so the photo path reports them.
-Scores are each backend's own: SCRFD gives a confidence in 0..1, dlib's HOG detector an SVM margin
-(about -1..3, 0 is dlib's own operating point).
+box area, largest first. Each backend finds faces at its own operating point at least (``SCRFD_FLOOR``,
+``DLIB_FLOOR``); a stricter ``score_threshold``, ``min_size`` and ``max_faces`` mark faces ``ignored``
+(``select_faces``), never drop them, so the photo path reports them. Scores are each backend's own:
+SCRFD gives a confidence in 0..1, dlib's HOG detector an SVM margin (about -1..3, 0 is dlib's own
+operating point).
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ from .face import DetectedFace, Face  # noqa: F401  (the one face type; Detected
 log = logging.getLogger("nullface")
 
 BACKENDS = ("auto", "insightface", "dlib")
+# What each backend calls a face at its own default (insightface's det_thresh 0.5; dlib's margin 0). A raised
+# score threshold still detects down to here and lists the faces between as ignored: none is dropped silently.
+SCRFD_FLOOR = 0.5
+DLIB_FLOOR = 0.0
 
 
 def kps_from_68(pts: np.ndarray) -> np.ndarray:
@@ -80,7 +85,8 @@ class DlibDetector:
     ``upsample``: image doublings before detection (1 finds faces down to about 40 px; each doubling
     costs about 4x). ``score_threshold``: dlib's SVM margin; 0 (dlib's default) favours finding every
     face. On scikit-image's astronaut her mission patch scores 0.12, the smallest face of insightface's
-    t1.jpg 0.37: raise it to about 0.3 to drop such false positives.
+    t1.jpg 0.37: raise it to about 0.3 to leave such false positives as they are (faces scoring between
+    ``DLIB_FLOOR`` and it are listed as ignored, not dropped).
     """
 
     name = "dlib"
@@ -105,13 +111,13 @@ class DlibDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         image = _check_image(image)
-        rects, scores, _ = self._detector.run(image, self.upsample, self.score_threshold)
+        rects, scores, _ = self._detector.run(image, self.upsample, min(self.score_threshold, DLIB_FLOOR))
         faces = []
         for r, s in zip(rects, scores):
             box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32)
             pts = self.landmarks(image, (r.left(), r.top(), r.right(), r.bottom()))
             faces.append(Face(box, float(s), kps_from_68(pts), pts, "dlib"))
-        return select_faces(faces, self.min_size, self.max_faces)
+        return select_faces(faces, self.min_size, self.max_faces, self.score_threshold)
 
 
 class InsightFaceDetector:
@@ -147,7 +153,8 @@ class InsightFaceDetector:
             raise ModelFileError(f"'{path}' is not a face detector (SCRFD). " + BUFFALO_HINT)
         ctx = -1 if chosen == ["CPUExecutionProvider"] else 0
         self.det_size = int(det_size)
-        self._model.prepare(ctx_id=ctx, input_size=(self.det_size, self.det_size), det_thresh=float(score_threshold))
+        self._model.prepare(ctx_id=ctx, input_size=(self.det_size, self.det_size),
+                            det_thresh=min(float(score_threshold), SCRFD_FLOOR))
         self.score_threshold, self.min_size, self.max_faces = float(score_threshold), float(min_size), int(max_faces)
         session = getattr(self._model, "session", None)
         running = session.get_providers()[0] if session is not None else chosen[0]
@@ -162,7 +169,7 @@ class InsightFaceDetector:
                 continue
             faces.append(Face(np.asarray(b[:4], np.float32), float(b[4]), np.asarray(kpss[i], np.float32),
                                       None, "insightface"))
-        return select_faces(faces, self.min_size, self.max_faces)
+        return select_faces(faces, self.min_size, self.max_faces, self.score_threshold)
 
 
 def make_detector(backend: str = "auto", *, model_dir: str | Path | None = None,

@@ -87,6 +87,7 @@ def crop_anonymizer(crops_fn: CropsFn, settings, escalate: Callable, *,
     run.audits = []
     run.embed = getattr(identity, "embed", None)   # a video track's identity (``nullface.privacy.video``)
     run.keep = type(settings).KEEP          # the method's default kept regions (PhotoOptions.keep = None)
+    run.audited = audit is not None        # every anonymized face passed the audit
     run.many_images = bool(many_images)
     return run
 

@@ -150,6 +150,22 @@ class ArcFaceRecognizer:
         return float(np.dot(a, b) / (na * nb))
 
 
+NOT_AUDITED = "not audited"
+
+
+def audit_unavailable() -> str | None:
+    """Why no independent recognizer can audit here (dlib or its model files missing), or None when one can.
+
+    The audit is on by default where this is None; elsewhere each face is reported ``NOT_AUDITED``."""
+    try:
+        _import_dlib()
+        for kind in ("recognition", "shape_68"):
+            dlib_model_path(kind)
+    except Exception as exc:   # MissingDependencyError, ModelFileError, a broken package
+        return str(exc)
+    return None
+
+
 def make_recognizers(arcface: Any = None, threshold: float = DLIB_SAME_PERSON_DISTANCE,
                      arcface_threshold: float = ARCFACE_SAME_PERSON_SIMILARITY, dlib: DlibRecognizer | None = None,
                      landmarker: DlibLandmarker | None = None) -> list[Recognizer]:

@@ -5,6 +5,8 @@ image). The anonymizer is any ``f(image_rgb, crops) -> [anonymized crop | Except
 is ``nullface.methods.nullface.pipeline.crop_anonymizer``); it receives the faces of a round in one call
 (``options.batch`` at most) and each ``FaceCrop`` carries its anonymization mask (``crop.mask``, 1 = anonymize).
 One with ``many_images = True`` takes faces of several photos in one call: ``f([image per crop], crops)``.
+An anonymizer with ``audited = True`` checks every face with the re-identification audit and fails those it
+rejects, so each anonymized face is reported ``audit: "passed"``; with any other anonymizer ``"not audited"``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from ..faces.detect import select_faces, split_ignored
 from ..faces.face import Face
 from ..errors import FaceFailedError, InputError
 from ..faces.imageio import photo_array
-from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face
+from .audit import NOT_AUDITED
+from .policy import ON_FAILURE, ON_NO_FACE, apply_failure, check_policy, no_face, too_little_of_the_face
 from ..faces.regions import MASK_MEANS, crop_anonymize_mask, parse_regions
 
 log = logging.getLogger("nullface")
@@ -75,6 +78,7 @@ class FaceOutcome:
     status: str                       # "anonymized" | "failed" | "not_attempted" (the file failed before)
     policy: str | None = None         # the failure policy applied, if any
     error: str | None = None
+    audit: str | None = None          # an anonymized face: "passed" (re-ID audit) or "not audited"
 
     @property
     def bbox(self) -> np.ndarray:
@@ -86,7 +90,7 @@ class FaceOutcome:
 
     def to_dict(self) -> dict:
         return {"index": self.index, "bbox": self.face.box_list(), "score": round(float(self.face.score), 4),
-                "status": self.status, "policy": self.policy, "error": self.error}
+                "status": self.status, "policy": self.policy, "error": self.error, "audit": self.audit}
 
 
 @dataclass
@@ -204,15 +208,13 @@ def _warn_ignored(name: str, ignored: Sequence[Face]) -> None:
 
 
 def _nothing_to_anonymize(crop: FaceCrop) -> str | None:
-    """Why the crop's mask would leave the face itself unchanged (nothing of the face region is >= 0.5,
-    where the method binarizes M), else None."""
+    """Why the crop's mask leaves too little of the face (its landmark region) to anonymize, else None
+    (``nullface.privacy.policy.too_little_of_the_face``)."""
     if crop.mask is None:
         return None
     from ..faces.regions import face_landmarks, region_mask
     face = region_mask(crop.to_crop(face_landmarks(crop.face)), (crop.size, crop.size), ["face"]) > 0.5
-    if face.any() and not (np.asarray(crop.mask)[face] >= 0.5).any():
-        return "its mask keeps the whole face visible (kept regions / external mask): nothing would be anonymized"
-    return None
+    return too_little_of_the_face(crop.mask, face) if face.any() else None
 
 
 def _check_result(res, crop: FaceCrop) -> str | None:
@@ -286,8 +288,9 @@ class _Photo:
                 self.produced[i] = InputError(why)
         return [i for i in rnd if i not in self.produced]
 
-    def finish_round(self, r: int, options: PhotoOptions) -> None:
-        """Paste the round's results (larger faces last, on top) or apply the failure policy."""
+    def finish_round(self, r: int, options: PhotoOptions, audited: bool = False) -> None:
+        """Paste the round's results (larger faces last, on top) or apply the failure policy; ``audited``: the
+        anonymizer fails every face its re-identification audit rejects, so a pasted face passed it."""
         if self.refused and not any(i in self.produced for i in self.rounds[r]):
             return
         for i in sorted(self.rounds[r], key=lambda i: self.faces[i].area):
@@ -296,7 +299,7 @@ class _Photo:
             reason = _check_result(res, crop)
             if reason is None:
                 self.out = paste_face(self.out, crop, res)
-                self.outcomes[i] = FaceOutcome(i, f, "anonymized")
+                self.outcomes[i] = FaceOutcome(i, f, "anonymized", audit="passed" if audited else NOT_AUDITED)
                 continue
             self.outcomes[i] = FaceOutcome(i, f, "failed", options.on_failure, reason)
             if options.on_failure == "error":       # every face of the round is judged before failing the file
@@ -383,6 +386,7 @@ def anonymize_photos(images: Sequence, detector, anonymizer: Anonymizer, options
         except Exception as exc:                # this photo fails (no face, bad mask, unreadable layout)
             photos.append(exc)
     many = bool(getattr(anonymizer, "many_images", False))
+    audited = bool(getattr(anonymizer, "audited", False))   # the anonymizer fails every face its audit rejects
     live = [p for p in photos if isinstance(p, _Photo)]
     for r in range(max((len(p.rounds) for p in live), default=0)):
         active = [p for p in live if r < len(p.rounds)]
@@ -392,7 +396,7 @@ def anonymize_photos(images: Sequence, detector, anonymizer: Anonymizer, options
             for start in range(0, len(group), options.batch):
                 _anonymize_chunk(anonymizer, group[start:start + options.batch], many)
         for p in active:
-            p.finish_round(r, options)
+            p.finish_round(r, options, audited)
     return [p.finish() if isinstance(p, _Photo) else p for p in photos]
 
 
@@ -410,7 +414,7 @@ def photo_report(results: Sequence, names: Sequence[str] | None = None) -> str:
             lines.append(f"{name}: {res.found} face(s) found, {res.anonymized} anonymized, {res.failed} failed"
                          + (f", {len(res.ignored)} IGNORED (left as they are)" if res.ignored else "")
                          + (" (no face: passed through)" if res.found == 0 and not res.ignored else ""))
-        lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}"
+        lines += [f"  face {f.index} {[int(v) for v in f.bbox]}: {f.status}" + (f" ({f.audit})" if f.audit else "")
                   + (f" -> {f.policy} ({f.error})" if f.policy else "") for f in res.faces]
         lines += [f"  ignored face {[int(v) for v in g.bbox]}: {g.ignored}" for g in res.ignored]
         for j, checked in enumerate(res.audits):

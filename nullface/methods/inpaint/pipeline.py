@@ -20,6 +20,7 @@ from .guidance import attribute_gradient
 from ...models.devices import pick_device, pick_dtype
 from ...errors import InputError, ModelFileError, NullFaceError
 from ...faces.imageio import check_face_images, check_masks, to_nhwc, to_uint8
+from ...privacy.policy import check_mask_shares
 from .settings import InpaintSettings
 from .sampler import ldm_schedule, sample_inpaint, sd_alphas_cumprod
 from ...diffusion.masks import latent_mask
@@ -207,6 +208,7 @@ def anonymize_inpaint(pipe: InpaintPipe, images, masks, target=None,
     m = check_masks(masks, b, (h, w))
     if m is None:
         raise InputError("the inpainting method needs a mask of the region to repaint (1 = anonymize)")
+    check_mask_shares(m)                                  # too little of the face to repaint: refused
     m_pix = (m >= 0.5).float()[:, None]                                  # m, hard as the reference's masks
     if settings.guided:
         if features is None and pipe.features is None and not pipe.features_file:

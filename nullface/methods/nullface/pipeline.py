@@ -16,6 +16,7 @@ from ...models.devices import pick_inversion_batch
 from ...errors import InputError
 from ...faces.identity import FaceEmbedding, FaceModels, IdentityCondition, embed_images, negate_identities
 from ...faces.imageio import check_face_images, check_masks, to_nhwc, to_uint8
+from ...privacy.policy import check_mask_shares
 from ...diffusion.inversion import Inversion, invert
 from ...diffusion.masks import latent_mask
 from ...models.sd15 import NullFacePipe
@@ -75,6 +76,8 @@ def sample_latents(pipe: NullFacePipe, inversion: Inversion, identity: IdentityC
         raise InputError(f"{len(identity)} identities for {b} inverted images: give one, or one per image")
     h, w = inversion.image_size
     m = check_masks(masks, b, (h * 8, w * 8))
+    if m is not None:
+        check_mask_shares(m)                              # too little of the face to change: refused
     m = None if m is None else latent_mask(m, (h, w), soft=settings.soft_mask).to(inversion.x0.device)
     pipe.ready(callback)
     denoiser = PipeDenoiser(pipe, identity.vectors, settings.prompt, cond_scale=settings.ip_adapter_scale,

@@ -28,6 +28,7 @@ from ...errors import InputError
 from ...faces.identity import EMBED_DIM, FaceEmbedding, FaceModels, embed_images
 from ...faces.imageio import check_face_images, to_float, to_nhwc, to_uint8
 from ..anonymizer import arcface_identity, crop_anonymizer as neutral_anonymizer
+from ...privacy.policy import check_mask_shares
 from .settings import ReversePersonalizationSettings
 
 log = logging.getLogger("nullface")
@@ -219,6 +220,9 @@ def anonymize_crops(pipe, crops: Sequence[np.ndarray], embeddings: Sequence[np.n
     its own, so where M < 1 the input pixels are blended back (M · result + (1 − M) · input).
     """
     batch = to_float(np.stack([np.asarray(c)[..., :3] for c in crops]))
+    for i, m in enumerate([] if masks is None else masks):
+        if m is not None:
+            check_mask_shares(m, f"the mask of crop {i}")   # too little of the face to change: refused
     out = anonymize_face(pipe, torch.from_numpy(batch), settings, embeddings=list(embeddings),
                          callback=callback).numpy()
     results = []
