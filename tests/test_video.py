@@ -117,6 +117,33 @@ def test_six_faces_under_pan_and_zoom_keep_one_track_identity_and_seed_each(t1_c
     assert len({e for _, e in painter.calls}) == 6
 
 
+class ManyPainter(TrackPainter):
+    """The painter as a method whose faces may come from several frames in one call (``many_images``)."""
+
+    many_images = True
+
+    def __init__(self):
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def __call__(self, images, crops):
+        self.sizes.append(len(crops))
+        return super().__call__(images, crops)
+
+
+def test_faces_of_several_frames_share_calls_and_give_the_frame_by_frame_result(t1_clip, dlib_detector):
+    frames, _ = t1_clip
+    opts = PhotoOptions(crop_size=64, batch=8)
+    one, many = ManyPainter(), ManyPainter()
+    alone, _ = anonymize_frames(frames, dlib_detector, one, opts, VideoOptions(frames_per_call=1), embed=thumb_embed)
+    together, _ = anonymize_frames(frames, dlib_detector, many, opts, VideoOptions(frames_per_call=4),
+                                   embed=thumb_embed)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+    assert sorted(one.calls) == sorted(many.calls)                # the same faces, each with its track's seed
+    assert max(one.sizes) <= 6 < max(many.sizes) <= 8              # 6 faces a frame; calls now span frames
+    assert len(many.sizes) < len(one.sizes)
+
+
 def test_forced_misses_are_anonymized_from_the_interpolated_track(astronaut, dlib_detector):
     n = 10
     frames, mats = slide(astronaut, n, (400, 300), list(np.linspace(0.35, 0.65, n)), scale=0.55)

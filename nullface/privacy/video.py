@@ -12,9 +12,11 @@ clip, or one chunk of a long one: pass the returned ``VideoState`` to the next c
    (``VideoOptions.relink``) continues that track: a person who left and came back keeps their new face;
 3. each frame gets its tracks' faces: detected, interpolated across detector misses, padded before a
    track starts and after it ends, the crop geometry smoothed along the track (``track_faces``);
-4. each frame goes through the photo driver (``anonymize_photo``) with exactly those faces: the same crops,
-   masks, batching, pasting and failure policy as a photo. A face that cannot be anonymized fails the
-   video under the default policy ``error``; blur, pixelate or keep apply to that face in that frame.
+4. the frames go through the photo driver (``anonymize_photos``, ``VideoOptions.frames_per_call`` frames at
+   a time) with exactly their tracks' faces: the same crops, masks, pasting and failure policy as a photo,
+   and the faces of several frames share UNet calls (``PhotoOptions.batch`` per call) when the method allows
+   it (each face's result does not depend on its batch). A face that cannot be anonymized fails the video
+   under the default policy ``error``; blur, pixelate or keep apply to that face in that frame.
 
 The report (``VideoState.report``) lists every track: its frames, box and source per frame, status and audit.
 """
@@ -26,10 +28,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import FaceFailedError, InputError
+from ..errors import InputError
 from ..faces.detect import DetectedFace
 from ..faces.track import FaceTracker, Track, track_faces
-from .photo import Anonymizer, PhotoOptions, anonymize_photo, as_rgb, select
+from .photo import Anonymizer, PhotoOptions, anonymize_photos, as_rgb, select
 from .policy import no_face
 
 log = logging.getLogger("nullface")
@@ -48,11 +50,15 @@ class VideoOptions:
     identity_frames: int = 5    # best frames whose identity vectors are averaged for the track
     relink: float = 0.5         # a new track this similar (cosine of the identity vectors; ArcFace for NullFace)
                                 # to an ended one continues it (0 = off)
+    frames_per_call: int = 8    # frames handed to the photo driver together: their faces share UNet calls
+                                # (PhotoOptions.batch faces per call); the result is the same as frame by frame
 
     def validate(self) -> "VideoOptions":
         for name in ("max_gap", "pad", "smooth"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise InputError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        if not isinstance(self.frames_per_call, int) or self.frames_per_call < 1:
+            raise InputError(f"frames_per_call must be an integer >= 1, got {self.frames_per_call!r}")
         if not isinstance(self.identity_frames, int) or self.identity_frames < 1:
             raise InputError(f"identity_frames must be an integer >= 1, got {self.identity_frames!r}")
         if not 0.0 <= self.relink <= 1.0:
@@ -137,23 +143,18 @@ def choose_identity(track: Track, frames: dict[int, np.ndarray], embed: Embed, c
         track.identity_frames = sorted(o.frame for o in best)
 
 
-def _with_identity(anonymizer: Anonymizer, owners: dict[int, Track], record: Callable[[list, list], None],
-                   use_embedding: bool) -> Anonymizer:
-    """The anonymizer, given each crop's track seed offset (and identity) and reporting its audits."""
-    audits = getattr(anonymizer, "audits", None)
-
-    def run(image, crops):
-        tagged = []
+def _with_identity(anonymizer: Anonymizer, owners: dict[int, Track], use_embedding: bool) -> Anonymizer:
+    """The anonymizer, given each crop's track seed offset (and identity): the crops are tagged in place, so the
+    photo driver still knows them (and routes each audit to its frame)."""
+    def run(images, crops):
         for c in crops:
             t = owners[id(c.face)]
-            tagged.append(replace(c, seed_offset=t.id,
-                                  embedding=t.identity if use_embedding and t.identity is not None else None))
-        n0 = len(audits) if audits is not None else 0
-        out = anonymizer(image, tagged)
-        if audits is not None:
-            record(crops, audits[n0:])
-            del audits[n0:]
-        return out
+            c.seed_offset = t.id
+            c.embedding = t.identity if use_embedding and t.identity is not None else None
+        return anonymizer(images, crops)
+    for name in ("audits", "many_images", "audited", "keep"):
+        if hasattr(anonymizer, name):
+            setattr(run, name, getattr(anonymizer, name))
     return run
 
 
@@ -215,40 +216,34 @@ def anonymize_frames(frames: Sequence[np.ndarray], detector, anonymizer: Anonymi
     if final and not state.tracks and not any(plans.values()) and not state.ignored:
         no_face(name, options.on_no_face)
     per_frame = replace(options, on_no_face="pass", min_face_size=0, max_faces=0, score_threshold=None)
-    planned = _Planned()
+    order = sorted(by_frame)
+    items = {f: sorted(plans[f], key=lambda x: -x[0].area) for f in order}
+    owners = {id(face): track for f in order for face, track, _ in items[f]}
+    run = _with_identity(anonymizer, owners, embed is not None)
     out = []
-    for f in sorted(by_frame):                                     # 4. anonymize frame by frame
-        items = sorted(plans[f], key=lambda x: -x[0].area)
-        planned.faces = [face for face, _, _ in items]
-        owners = {id(face): track for face, track, _ in items}
-        source = {id(face): how for face, _, how in items}
-        frame_audits: dict[int, list] = {}
-
-        def record(crops, audits, frame_audits=frame_audits):
-            if len(audits) == len(crops):
-                for c, a in zip(crops, audits):
-                    frame_audits.setdefault(owners[id(c.face)].id, []).append(a.to_dict())
-
-        run = _with_identity(anonymizer, owners, record, embed is not None)
-        try:
-            res = anonymize_photo(by_frame[f], planned, run, per_frame, name=f"frame {f} of {name}")
-        except FaceFailedError as exc:
-            partial = getattr(exc, "result", None)
-            if partial is not None:
-                _record(state, f, items, partial.faces, frame_audits)
-            exc.video_state = state               # the tracks so far, for the report
-            raise
-        _record(state, f, items, res.faces, frame_audits)
-        out.append(res.image)
-        if progress is not None:
-            progress(f - start + 1, len(rgb))
+    for k in range(0, len(order), video.frames_per_call):           # 4. frames through the photo driver together:
+        part = order[k:k + video.frames_per_call]                  #    faces of several frames share UNet calls
+        results = anonymize_photos([by_frame[f] for f in part], _Planned(), run, per_frame,
+                                   names=[f"frame {f} of {name}" for f in part],
+                                   found=[[face for face, _, _ in items[f]] for f in part])
+        for f, res in zip(part, results):
+            if isinstance(res, BaseException):
+                partial = getattr(res, "result", None)
+                if partial is not None:
+                    _record(state, f, items[f], partial.faces, partial.audits, owners)
+                res.video_state = state           # the tracks so far, for the report
+                raise res
+            _record(state, f, items[f], res.faces, res.audits, owners)
+            out.append(res.image)
+            if progress is not None:
+                progress(f - start + 1, len(rgb))
     state.frame = end + 1
     state.tracker.forget(end - video.max_gap - video.smooth - 1)
     return out, state
 
 
-def _record(state: VideoState, frame: int, items, outcomes, audits: dict[int, list]) -> None:
-    """Add one frame's faces to their tracks' reports."""
+def _record(state: VideoState, frame: int, items, outcomes, audits, owners: dict[int, Track]) -> None:
+    """Add one frame's faces and audits to their tracks' reports."""
     for (face, track, how), res in zip(items, outcomes):
         rep = state.tracks.setdefault(track.id, TrackReport(track.id))
         rep.identity_frames = list(track.identity_frames)
@@ -259,5 +254,8 @@ def _record(state: VideoState, frame: int, items, outcomes, audits: dict[int, li
         if res.error:
             entry["error"] = res.error
         rep.frames.append(entry)
-    for tid, a in audits.items():
-        state.tracks.setdefault(tid, TrackReport(tid)).audit += [{"frame": frame, **x} for x in a]
+    for a in audits:
+        crop = getattr(a, "crop", None)
+        track = owners.get(id(crop.face)) if crop is not None else None
+        if track is not None:
+            state.tracks.setdefault(track.id, TrackReport(track.id)).audit.append({"frame": frame, **a.to_dict()})
