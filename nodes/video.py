@@ -98,6 +98,7 @@ class NullFaceAnonymizeVideo:
             "video_id": ("STRING", {"default": "", "tooltip": "Optional name of the video: a new name starts new "
                                                               "tracks (part of a longer video)."})}}
 
+    SETTINGS = NullFaceSettings
     RETURN_TYPES = ("IMAGE", "STRING", "INT")
     RETURN_NAMES = ("frames", "report", "tracks")
     OUTPUT_TOOLTIPS = ("The frames with every face anonymized.",

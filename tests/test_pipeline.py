@@ -296,9 +296,9 @@ def test_mask_applies_at_every_step_count(pipe, faces, identity, steps, t_skip):
     cid = negate_identities([identity[0]])
     whole = sample_latents(pipe, inv, cid, s)
     keep = np.ones((1, SIZE, SIZE), np.float32)
-    keep[:, 16:48, 16:48] = 0                                          # the centre is kept (M = 0)
+    keep[:, 24:40, 24:40] = 0                       # the centre is kept (M = 0); most of the face still changes
     kept = sample_latents(pipe, inv, cid, s, masks=keep)
-    assert (kept - whole)[..., 2:6, 2:6].abs().max() > 1e-4
+    assert (kept - whole)[..., 3:5, 3:5].abs().max() > 1e-4
 
 
 @torch.no_grad()
