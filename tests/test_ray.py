@@ -131,7 +131,8 @@ def test_ray_run_with_the_tiny_models_equals_the_plain_run(cluster, tiny, tmp_pa
     Image.fromarray(np.ascontiguousarray(a[:, ::-1])).save(src / "b.png")
     flags = ["--checkpoint", tiny["sd15"], "--faceid", tiny["faceid_bin"], "--insightface-root",
              tiny["insightface_root"], "--detector", "dlib", "--steps", "6", "--t-skip", "4", "--crop-size", "64",
-             "--device", "cpu", "--dtype", "fp32"]
+             "--device", "cpu", "--dtype", "fp32",
+             "--no-audit"]    # not about the audit: the tiny random models barely change dlib's mission-patch "face"
     assert cmd.run(args(src, tmp_path / "plain", *flags)) == 0
     assert cmd.run(args(src, tmp_path / "ray", *flags, "--ray")) == 0
     reports = [json.loads((tmp_path / d / "report.json").read_text()) for d in ("plain", "ray")]

@@ -18,7 +18,10 @@ from tests.video_clips import PLANTED, STREAM_PLANTED, audio_packets, map_box, s
 def _args(src, out, *extra):
     from nullface.commands.cli import build_parser
     return build_parser().parse_args(["anonymize", str(src), "-o", str(out), "--checkpoint", "x", "--faceid", "y",
-                                      "--crop-size", "64", "--score-threshold", "0.3", *extra])
+                                      "--crop-size", "64", "--score-threshold", "0.3",
+                                      # the detector's 0.3 leaves the astronaut's mission patch (a dlib false
+                                      # positive, margin ~0.1) unanonymized: it is listed as ignored, accepted here
+                                      "--allow-ignored-faces", *extra])
 
 
 @pytest.fixture(scope="module")

@@ -230,6 +230,23 @@ def audit_status(args, anonymizer) -> str:
 
 
 
+def input_number(inputs: list[str], src: Path) -> int:
+    """Which input argument (1-based) named ``src``: the file itself, a folder above it or a glob matching it."""
+    import glob
+    target = Path(src).resolve()
+    for i, item in enumerate(inputs, 1):
+        path = Path(item)
+        if path.is_dir():
+            if path.resolve() in target.parents:
+                return i
+        elif path.is_file():
+            if path.resolve() == target:
+                return i
+        elif any(Path(m).resolve() == target for m in glob.glob(item, recursive=True)):
+            return i
+    return 0
+
+
 def run(args, anonymizer=None, detector=None, engine=None) -> int:
     """Run the command; ``anonymizer`` / ``detector`` may be injected (tests, other front ends), or an
     ``engine()`` returning both (what each ``--ray`` worker calls once: it must pickle).
@@ -253,8 +270,10 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
     others: dict[str, str] = {}
     absolute = getattr(args, "absolute_paths", False)
 
-    def shown(path: Path) -> str:                # an input named outside its input root's relative path
-        return str(Path(path).resolve()) if absolute else os.path.relpath(path)
+    def shown(path: Path, rel: Path) -> str:     # an input whose relative path another input already has:
+        if absolute:                               # its relative path and which input argument it came from
+            return str(Path(path).resolve())
+        return f"{rel} (input {input_number(args.inputs, path)})"
     files = collect_inputs(args.inputs, exclude=outdir, skipped=others, absolute=absolute)
     entries: dict = report.get("files", {})
     current = report_options(args, absolute)
@@ -282,16 +301,17 @@ def run(args, anonymizer=None, detector=None, engine=None) -> int:
     for src, rel in todo:
         out_rel = output_name(rel, fmt)
         problem = output_problem(outdir, out_rel)
-        if problem is None and str(out_rel) in outputs and outputs[str(out_rel)] != src:
-            problem = (f"its output {out_rel} is already written from {shown(outputs[str(out_rel)])}: "
+        if problem is None and str(out_rel) in outputs and outputs[str(out_rel)][0] != src:
+            first, first_rel = outputs[str(out_rel)]
+            problem = (f"its output {out_rel} is already written from {shown(first, first_rel)}: "
                        "rename one of them, run them separately or choose another --format")
         if problem:
             if not absolute:
                 problem = problem.replace(str(outdir / out_rel), str(out_rel)).replace(str(src), str(rel))
-            refused[shown(src) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
+            refused[shown(src, rel) if any(str(rel) == str(r) for _, r, _ in plan) else str(rel)] = \
                 error_entry(src.resolve() if absolute else rel, problem)
         else:
-            outputs[str(out_rel)] = src
+            outputs[str(out_rel)] = (src, rel)
             plan.append((src, rel, out_rel))
     entries.update(refused)
     interrupted = False
