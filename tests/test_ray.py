@@ -133,7 +133,13 @@ def test_ray_run_with_the_tiny_models_equals_the_plain_run(cluster, tiny, tmp_pa
              tiny["insightface_root"], "--detector", "dlib", "--steps", "6", "--t-skip", "4", "--crop-size", "64",
              "--device", "cpu", "--dtype", "fp32",
              "--no-audit"]    # not about the audit: the tiny random models barely change dlib's mission-patch "face"
-    assert cmd.run(args(src, tmp_path / "plain", *flags)) == 0
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # as a Ray worker on one CPU: the same float summation order, the same pixels
+    try:
+        assert cmd.run(args(src, tmp_path / "plain", *flags)) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert cmd.run(args(src, tmp_path / "ray", *flags, "--ray")) == 0
     reports = [json.loads((tmp_path / d / "report.json").read_text()) for d in ("plain", "ray")]
     assert comparable(reports[0]) == comparable(reports[1]) and reports[1]["totals"]["faces_anonymized"] >= 2
