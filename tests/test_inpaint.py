@@ -314,7 +314,7 @@ def test_photo_pipeline_fails_closed_when_the_method_fails(pipe):
     from nullface.errors import FaceFailedError
     from nullface.privacy.photo import PhotoOptions, anonymize_photo
     from tests import faces_data as fd
-    no_phi = dataclasses.replace(pipe, features=None)                   # guidance on, no extractor
+    no_phi = dataclasses.replace(pipe, features=None, features_file=None)   # guidance on, no extractor
     img = fd.image("astronaut")
     run = inpaint_crop_anonymizer(no_phi, torch.rand(1, 64, 64, 3), FAST)
     with pytest.raises(FaceFailedError):
