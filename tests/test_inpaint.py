@@ -287,9 +287,12 @@ def test_clear_errors(pipe):
         anonymize_inpaint(pipe, img, m, None, FAST)
     with pytest.raises(InputError, match="target"):
         anonymize_inpaint(pipe, img, m, torch.rand(3, 64, 64, 3), FAST)
-    no_phi = dataclasses.replace(pipe, features=None)
+    no_phi = dataclasses.replace(pipe, features=None, features_file=None)    # no FaRL, nor a file to read it from
     with pytest.raises(ModelFileError, match="FaRL"):
         anonymize_inpaint(no_phi, img, m, torch.rand(1, 64, 64, 3), FAST)
+    dropped = dataclasses.replace(pipe, features=None)                   # FaRL dropped, its file known: read again
+    out = anonymize_inpaint(dropped, img, m, torch.rand(1, 64, 64, 3), FAST)
+    assert dropped.features is not None and out.shape == (1, 64, 64, 3)
 
 
 def test_photo_pipeline_keeps_every_pixel_outside_the_faces(pipe):
@@ -311,7 +314,7 @@ def test_photo_pipeline_fails_closed_when_the_method_fails(pipe):
     from nullface.errors import FaceFailedError
     from nullface.privacy.photo import PhotoOptions, anonymize_photo
     from tests import faces_data as fd
-    no_phi = dataclasses.replace(pipe, features=None)                   # guidance on, no extractor
+    no_phi = dataclasses.replace(pipe, features=None, features_file=None)   # guidance on, no extractor
     img = fd.image("astronaut")
     run = inpaint_crop_anonymizer(no_phi, torch.rand(1, 64, 64, 3), FAST)
     with pytest.raises(FaceFailedError):

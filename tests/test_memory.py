@@ -49,7 +49,7 @@ def test_unload_all_models_leaves_no_tensor_of_the_pipe_and_trims_the_heap(pack,
 
 def test_inpaint_pipe_unload_drops_farl_too_and_reads_it_again(tmp_path_factory, monkeypatch):
     from nullface.methods.inpaint.pipeline import anonymize_inpaint, load_inpaint_pipe
-    from nullface.methods.inpaint.sampler import InpaintSettings
+    from nullface.methods.inpaint.settings import InpaintSettings
     from tests.inpaint_models import build_inpaint_models
     files = build_inpaint_models(tmp_path_factory.mktemp("inpaint_memory"))
     pipe = load_inpaint_pipe(files["folder"], files["farl"], device="cpu", dtype="fp32")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import sys
 from nullface.commands.cli import main
-common = ["--crop-size", "64", "--device", "cpu", "--dtype", "fp32", "--detector", "dlib"]
+common = ["--crop-size", "64", "--device", "cpu", "--dtype", "fp32", "--detector", "dlib", "--no-audit"]
 runs = {runs!r}
 for name, argv in runs.items():
     print(f"=== {{name}}", file=sys.stderr, flush=True)

@@ -70,6 +70,10 @@ class InpaintPipe(NullFacePipe):
     def ready(self, callback=None) -> "InpaintPipe":
         with torch.inference_mode(False):
             super().ready(callback)
+            if self.features is None and self.features_file:       # dropped on unload (or alone): read again
+                from ...models.farl import load_farl
+                with expected_messages_silenced(load_check(callback)):
+                    self.features = load_farl(self.features_file, self.device, torch.float32)
             if isinstance(self.features, torch.nn.Module):
                 self.features.to(self.device)
         return self
