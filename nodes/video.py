@@ -20,7 +20,7 @@ from ..nullface.privacy.video import VideoOptions, anonymize_frames
 from ._common import CATEGORY, FACE_MODELS, PIPE, Progress, cancellable, check_interrupt, images_to_numpy, \
     numpy_to_images
 from .method import IP_SCALE, LAMBDA_CFG, LAMBDA_ID, MASK_DELAY, SEED, STEPS, T_SKIP
-from .photo import CROP_SIZE, NO_FACE, ON_FAILURE
+from .photo import CROP_SIZE, NO_FACE, ON_FAILURE, photo_audit
 from .widgets import keep_widget
 
 CAT = f"{CATEGORY}/video"
@@ -96,7 +96,11 @@ class NullFaceAnonymizeVideo:
                "ip_adapter_scale": IP_SCALE, "mask_delay": MASK_DELAY, "seed": SEED, "crop_size": CROP_SIZE}
         return {"required": req, "optional": {
             "video_id": ("STRING", {"default": "", "tooltip": "Optional name of the video: a new name starts new "
-                                                              "tracks (part of a longer video)."})}}
+                                                              "tracks (part of a longer video)."}),
+            "audit_tries": ("INT", {"default": 1, "min": 0, "max": 10,
+                                    "tooltip": "0: off, faces reported 'not audited'. N (default 1): check each "
+                                               "face with dlib's recognizer and retry with stronger settings up to "
+                                               "N tries; a face still recognized then fails (on_failure)."})}}
 
     SETTINGS = NullFaceSettings
     RETURN_TYPES = ("IMAGE", "STRING", "INT")
@@ -111,7 +115,7 @@ class NullFaceAnonymizeVideo:
     @cancellable
     def anonymize(self, pipe, face_models, frames, keep, on_failure, on_no_face, sequence, max_gap, pad, smooth,
                   steps, t_skip, lambda_cfg, lambda_id, ip_adapter_scale, mask_delay, seed, crop_size,
-                  video_id=""):
+                  video_id="", audit_tries=1):
         from ..nullface.faces.regions import parse_regions
         s = NullFaceSettings(steps=steps, t_skip=t_skip, lambda_cfg=lambda_cfg, lambda_id=lambda_id,
                              ip_adapter_scale=ip_adapter_scale, mask_delay=mask_delay, seed=seed).validate()
@@ -119,7 +123,9 @@ class NullFaceAnonymizeVideo:
                             on_no_face=on_no_face).validate()
         video = VideoOptions(max_gap=max_gap, pad=pad, smooth=smooth).validate()
         arrays = images_to_numpy(frames)
-        anonymizer = crop_anonymizer(pipe, face_models, s, callback=lambda info: check_interrupt())
+        audit = photo_audit(self, face_models, audit_tries)
+        anonymizer = crop_anonymizer(pipe, face_models, s, audit=audit, max_tries=max(1, audit_tries),
+                                     callback=lambda info: check_interrupt())
         out, report = run_video(self, arrays, face_models.detector, anonymizer, opts, video, sequence, video_id)
         if not pipe.keep_loaded:
             pipe.release()
